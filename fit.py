@@ -1,0 +1,11 @@
+"""head360-jax `fit.py`: not implemented yet.
+
+The fit command arrives with its own issue (see README, "Status"). Until then this entry
+point exits with a clear message instead of failing halfway.
+"""
+
+import sys
+
+if __name__ == '__main__':
+  sys.exit('fit.py is not implemented yet: the geometry and data foundation is in place; '
+           'see README.md "Status" for what works today.')

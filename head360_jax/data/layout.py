@@ -1,0 +1,101 @@
+"""The SynHead100 on-disk layout (reference-spec §1), plus our bald-image extension.
+
+Legend: ``n`` images, ``v`` vertices, ``l`` landmarks.
+
+```
+<root>/images/split_<res>/<identity>/<expression>/<view:04d>.png   RGBA renders
+<root>/images/split_<res>_bald/<identity>/<expression>/<view>.png  same cameras, no hair (ours)
+<root>/images/dataset_pose.json        {"labels": [[relpath, [25 floats]], ...]}
+<root>/images/total_dataset_exp.json   {"labels": [[relpath, [52 floats]], ...]}
+<root>/mesh_lms/meshes/<identity>_<expression>.obj
+<root>/mesh_lms/lms/<identity>_<expression>.txt                    l rows of "x y z"
+```
+
+``relpath`` is relative to ``images/`` (e.g. ``split_128/id_000/jawOpen/0030.png``). The
+bald set shares the labels of the haired image with the same identity/expression/view
+(its relpath is not listed). Sorted as strings, images run identity-major, then
+expression, then view, which the reference's index arithmetic relies on (§1.1).
+"""
+
+import json
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+
+NUM_VIEWS = 72
+IMAGES = 'images'
+POSE_JSON = 'dataset_pose.json'
+EXPRESSION_JSON = 'total_dataset_exp.json'
+MESHES = pathlib.Path('mesh_lms') / 'meshes'
+LANDMARKS = pathlib.Path('mesh_lms') / 'lms'
+NEUTRAL = 'neutral'  # expression folder of b = 0 (our addition; SynHead100 has the 52 ARKit names)
+
+
+def identity_name(index: int) -> str:
+  """Folder name of identity ``index`` (``id_000`` ...), zero-padded so it sorts numerically."""
+  return f'id_{index:03d}'
+
+
+def split_name(resolution: int, bald: bool = False) -> str:
+  return f'split_{resolution}' + ('_bald' if bald else '')
+
+
+def image_relpath(resolution: int, identity: str, expression: str, view: int, bald: bool = False) -> str:
+  """Path of one image relative to ``<root>/images`` (the key of the label files)."""
+  return f'{split_name(resolution, bald)}/{identity}/{expression}/{view:04d}.png'
+
+
+def mesh_path(root: pathlib.Path, identity: str, expression: str) -> pathlib.Path:
+  return pathlib.Path(root) / MESHES / f'{identity}_{expression}.obj'
+
+
+def landmarks_path(root: pathlib.Path, identity: str, expression: str) -> pathlib.Path:
+  return pathlib.Path(root) / LANDMARKS / f'{identity}_{expression}.txt'
+
+
+def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
+  """Writes ``data`` to ``path`` through a temporary file and a rename.
+
+  A crash never leaves a half-written ``path``: either the old file (or none) or the
+  complete new one exists.
+  """
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+  try:
+    with os.fdopen(fd, 'wb') as f:
+      f.write(data)
+    os.replace(tmp, path)
+  except BaseException:
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    raise
+
+
+def write_labels(path: pathlib.Path, labels: dict[str, np.ndarray]) -> None:
+  """Writes ``{relpath: vector}`` as ``{"labels": [[relpath, [floats]], ...]}``, sorted, atomically."""
+  rows = [[key, [float(x) for x in np.asarray(value).ravel()]] for key, value in sorted(labels.items())]
+  atomic_write_bytes(path, json.dumps({'labels': rows}).encode())
+
+
+def read_labels(path: pathlib.Path, size: int) -> dict[str, np.ndarray]:
+  """Reads a label file into ``{relpath: (size,) float32}``.
+
+  Raises:
+    FileNotFoundError: if the file is missing.
+    ValueError: naming the file, if it is not valid JSON in the expected form, or a
+      vector has the wrong length or a non-finite value.
+  """
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f'label file {path} not found')
+  try:
+    rows = json.loads(path.read_text())['labels']
+    labels = {str(key): np.asarray(value, np.float32) for key, value in rows}
+  except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    raise ValueError(f'{path}: not a label file of the form {{"labels": [[relpath, [floats]], ...]}} ({e})') from None
+  for key, value in labels.items():
+    if value.shape != (size,) or not np.all(np.isfinite(value)):
+      raise ValueError(f'{path}: label of {key!r} must be {size} finite floats, got shape {value.shape}')
+  return labels
