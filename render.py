@@ -7,5 +7,7 @@ point exits with a clear message instead of failing halfway.
 import sys
 
 if __name__ == '__main__':
-  sys.exit('render.py is not implemented yet: the geometry and data foundation is in place; '
-           'see README.md "Status" for what works today.')
+  sys.exit(
+    'render.py is not implemented yet: the geometry and data foundation is in place; '
+    'see README.md "Status" for what works today.'
+  )

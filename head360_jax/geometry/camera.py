@@ -61,8 +61,9 @@ def _rigid(rotation: Float[Array, 'b 3 3'], eye: Float[Array, 'b 3']) -> Float[A
   return jnp.concatenate([top, bottom], axis=-2)
 
 
-def look_at(eye: Float[Array, 'b 3'], target: Float[Array, 'b 3'],
-            up: Float[Array, '3'] = (0.0, 1.0, 0.0)) -> Float[Array, 'b 4 4']:
+def look_at(
+  eye: Float[Array, 'b 3'], target: Float[Array, 'b 3'], up: Float[Array, '3'] = (0.0, 1.0, 0.0)
+) -> Float[Array, 'b 4 4']:
   """OpenCV-convention ``cam2world`` for a camera at ``eye`` looking at ``target``.
 
   The image's down axis is the projection of world ``-up``. Undefined when the view
@@ -78,8 +79,12 @@ def look_at(eye: Float[Array, 'b 3'], target: Float[Array, 'b 3'],
   return _rigid(jnp.stack([x, y, z], axis=-1), eye)
 
 
-def orbit_cam2world(yaw_deg: Float[Array, 'b'], pitch_deg: Float[Array, 'b'], radius: float = CAMERA_RADIUS,
-                    target: Float[Array, '3'] = (0.0, 0.0, 0.0)) -> Float[Array, 'b 4 4']:
+def orbit_cam2world(
+  yaw_deg: Float[Array, ' b'],
+  pitch_deg: Float[Array, ' b'],
+  radius: float = CAMERA_RADIUS,
+  target: Float[Array, '3'] = (0.0, 0.0, 0.0),
+) -> Float[Array, 'b 4 4']:
   """``cam2world`` of a camera orbiting ``target`` and looking at it.
 
   Args:
@@ -119,8 +124,9 @@ def dataset_cameras(focal: float = FOCAL, radius: float = CAMERA_RADIUS) -> np.n
   return np.asarray(pack_label(cam2world, intrinsics))
 
 
-def project(points: Float[Array, 'b n 3'], cam2world: Float[Array, 'b 4 4'], intrinsics: Float[Array, 'b 3 3'],
-            resolution: int) -> tuple[Float[Array, 'b n 2'], Float[Array, 'b n']]:
+def project(
+  points: Float[Array, 'b n 3'], cam2world: Float[Array, 'b 4 4'], intrinsics: Float[Array, 'b 3 3'], resolution: int
+) -> tuple[Float[Array, 'b n 2'], Float[Array, 'b n']]:
   """Perspective projection of world points into pixel coordinates.
 
   Returns:

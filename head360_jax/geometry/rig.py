@@ -43,6 +43,7 @@ class Rig:
       (same topology); see each loader for its distribution and ranges.
     scale: mesh units per source unit (documented per rig).
   """
+
   name: str
   vertices: np.ndarray
   faces: np.ndarray
@@ -92,8 +93,10 @@ def load_rig(name: str) -> Rig:
   """
   if name == 'anny':
     from head360_jax.geometry.rigs import anny
+
     return anny.load()
   if name == 'ict':
     from head360_jax.geometry.rigs import ict
+
     return ict.load()
   raise ValueError(f'unknown rig {name!r}; expected "anny" or "ict"')
