@@ -30,6 +30,8 @@ POSE_JSON = 'dataset_pose.json'
 EXPRESSION_JSON = 'total_dataset_exp.json'
 MESHES = pathlib.Path('mesh_lms') / 'meshes'
 LANDMARKS = pathlib.Path('mesh_lms') / 'lms'
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 NEUTRAL = 'neutral'  # expression folder of b = 0 (our addition; SynHead100 has the 52 ARKit names)
 
 
@@ -65,6 +67,7 @@ def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
   try:
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the mode open() would
     with os.fdopen(fd, 'wb') as f:
       f.write(data)
     os.replace(tmp, path)
