@@ -23,6 +23,7 @@ rank-``r`` approximation.
 import dataclasses
 import io
 import pathlib
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -237,17 +238,21 @@ def sample_shape_codes(model: BilinearModel, key: jax.Array, num: int) -> Float[
 
 
 def save(model: BilinearModel, path: str | pathlib.Path) -> None:
-  """Saves the model as a plain ``.npz`` (arrays and strings only, no pickles), atomically."""
+  """Saves the model as a plain ``.npz`` (arrays and strings only, no pickles), atomically.
+
+  The archive's entries carry a fixed timestamp, so equal models give identical bytes.
+  """
   from head360_jax.data import layout  # noqa: PLC0415 (data depends on geometry, not the reverse)
 
-  buffer = io.BytesIO()
-  np.savez(
-    buffer,
-    **{name: np.asarray(getattr(model, name)) for name in _ARRAY_FIELDS},
-    rig=np.str_(model.rig),
-    mm_per_unit=np.float64(model.mm_per_unit),
-    arkit_names=np.array(arkit.ARKIT_NAMES),
+  arrays = {name: np.asarray(getattr(model, name)) for name in _ARRAY_FIELDS}
+  arrays.update(
+    rig=np.str_(model.rig), mm_per_unit=np.float64(model.mm_per_unit), arkit_names=np.array(arkit.ARKIT_NAMES)
   )
+  buffer = io.BytesIO()
+  with zipfile.ZipFile(buffer, 'w') as archive:
+    for name, array in arrays.items():
+      with archive.open(zipfile.ZipInfo(f'{name}.npy', date_time=(1980, 1, 1, 0, 0, 0)), 'w', force_zip64=True) as f:
+        np.lib.format.write_array(f, array, allow_pickle=False)
   layout.atomic_write_bytes(pathlib.Path(path), buffer.getvalue())
 
 

@@ -181,3 +181,10 @@ def test_anny_held_out_error_shrinks_with_more_identities():
   few, many = rms_mm(3), rms_mm(30)
   assert many < 0.6 * few, (few, many)
   assert many < 3.0  # mm; 50 identities give ~1.1 mm RMS (build_bilinear report)
+
+
+def test_save_is_deterministic(rig, tmp_path):
+  model = bilinear.build_from_rig(rig, 4, seed=0)
+  bilinear.save(model, tmp_path / 'a.npz')
+  bilinear.save(bilinear.build_from_rig(rig, 4, seed=0), tmp_path / 'b.npz')
+  assert (tmp_path / 'a.npz').read_bytes() == (tmp_path / 'b.npz').read_bytes()
