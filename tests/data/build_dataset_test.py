@@ -155,3 +155,26 @@ def test_cli_writes_dataset(tmp_path, anny, capsys):
   assert len(list((tmp_path / layout.IMAGES).rglob('*.png'))) == 144
   assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])['images_written'] == 144
   assert not any(name.endswith('.tmp') for _, _, files in os.walk(tmp_path) for name in files)
+
+
+def test_loader_reads_the_built_dataset(dataset):
+  """Builder -> loader: records carry the bilinear-model meshes, labels and images the builder wrote."""
+  from head360_jax.data import pipeline, sources
+  from head360_jax.geometry import bilinear
+
+  root, _ = dataset
+  source = sources.SynHeadSource(root, RES, include_bald=True)
+  assert len(source) == 2 * 2 * 72 * 2
+  model = bilinear.load(root / 'bilinear.npz')
+  for index in (0, 72 + 30, 3 * 72 + 71, 4 * 72 + 5):
+    record = source[index]
+    b = np.zeros(52, np.float32) if record['expression_name'] == 'neutral' else arkit.weights({'jawOpen': 1.0})
+    expected = np.asarray(bilinear.vertices(model, model.identity_codes[record['identity']], b))
+    np.testing.assert_allclose(record['vertices'], expected, atol=1e-6)
+    np.testing.assert_allclose(record['landmarks'], expected[model.landmark_vertices], atol=1e-6)
+    np.testing.assert_array_equal(record['camera'], camera.dataset_cameras()[record['view']])
+    np.testing.assert_array_equal(record['expression'], b)
+    assert record['hair'] == int(index < 2 * 2 * 72)
+  batch = next(iter(pipeline.make_dataset(source, batch_size=8, seed=0)))
+  assert batch['image'].shape == (8, RES, RES, 3) and np.isfinite(batch['image']).all()
+  assert batch['image'].min() >= -1 and batch['image'].max() <= 1 and batch['label'].shape == (8, 77)
