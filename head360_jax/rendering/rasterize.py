@@ -208,6 +208,20 @@ def _barycentrics_and_depth(weights: Array, corner_depth: Array, perspective: bo
   return inverse / inverse_sum, 1.0 / inverse_sum[..., 0]
 
 
+def screen_inputs(pixels_xy, depth, faces) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Converts a screen-space mesh to arrays and checks its shapes (shared by both rasterisers).
+
+  Raises:
+    ValueError: unless ``pixels_xy`` is (v, 2), ``depth`` (v,) and ``faces`` a non-empty (f, 3).
+  """
+  pixels_xy, depth, faces = jnp.asarray(pixels_xy), jnp.asarray(depth), jnp.asarray(faces)
+  if pixels_xy.ndim != 2 or pixels_xy.shape[1] != 2 or depth.shape != pixels_xy.shape[:1]:
+    raise ValueError(f'pixels_xy must be (v, 2) and depth (v,), got {pixels_xy.shape} and {depth.shape}')
+  if faces.ndim != 2 or faces.shape[1] != 3 or faces.shape[0] == 0:
+    raise ValueError(f'faces must be a non-empty (f, 3) array, got {faces.shape}')
+  return pixels_xy, depth, faces
+
+
 def rasterize(
   pixels_xy: Float[Array, 'v 2'],
   depth: Float[Array, ' v'],
@@ -249,11 +263,7 @@ def rasterize(
     ValueError: for malformed shapes or non-positive ``tile``/``jobs_per_step``.
   """
   height, width = image_size(resolution)
-  pixels_xy, depth, faces = jnp.asarray(pixels_xy), jnp.asarray(depth), jnp.asarray(faces)
-  if pixels_xy.ndim != 2 or pixels_xy.shape[1] != 2 or depth.shape != pixels_xy.shape[:1]:
-    raise ValueError(f'pixels_xy must be (v, 2) and depth (v,), got {pixels_xy.shape} and {depth.shape}')
-  if faces.ndim != 2 or faces.shape[1] != 3 or faces.shape[0] == 0:
-    raise ValueError(f'faces must be a non-empty (f, 3) array, got {faces.shape}')
+  pixels_xy, depth, faces = screen_inputs(pixels_xy, depth, faces)
   if tile is None:
     tile = 2 if max(height, width) <= 256 else 4
   if tile <= 0 or jobs_per_step <= 0:

@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from head360_jax.rendering.rasterize import _edge_weights, _jobs, _pixel_centres, _tiling, image_size
+from head360_jax.rendering.rasterize import _edge_weights, _jobs, _pixel_centres, _tiling, image_size, screen_inputs
 
 _TRUNCATION = 1e-6
 
@@ -244,11 +244,7 @@ def soft_rasterize(
     ValueError: for malformed shapes or non-positive ``sigma``/``gamma``/``tile``.
   """
   height, width = image_size(resolution)
-  pixels_xy, depth, faces = jnp.asarray(pixels_xy), jnp.asarray(depth), jnp.asarray(faces)
-  if pixels_xy.ndim != 2 or pixels_xy.shape[1] != 2 or depth.shape != pixels_xy.shape[:1]:
-    raise ValueError(f'pixels_xy must be (v, 2) and depth (v,), got {pixels_xy.shape} and {depth.shape}')
-  if faces.ndim != 2 or faces.shape[1] != 3 or faces.shape[0] == 0:
-    raise ValueError(f'faces must be a non-empty (f, 3) array, got {faces.shape}')
+  pixels_xy, depth, faces = screen_inputs(pixels_xy, depth, faces)
   if sigma <= 0 or gamma <= 0 or tile <= 0 or jobs_per_step <= 0:
     raise ValueError(
       f'sigma, gamma, tile, jobs_per_step must be positive, got {sigma}, {gamma}, {tile}, {jobs_per_step}'
