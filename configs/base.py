@@ -1,0 +1,79 @@
+"""Base config: every field a run reads, at the reference sizes (reference-spec §3-5).
+
+Not meant to be run directly; ``synhead.py`` and ``tiny.py`` start from it. Fields:
+
+* ``model.*``: network sizes (read by ``head360_jax.models.generator.build_models``);
+* ``train.*``: optimisation, schedules (true kimg = 1,000 images), logging, checkpoints;
+* ``data.*``: the SynHead100-layout dataset (``head360_jax.data``).
+
+Override any field on the command line, e.g. ``--config.train.batch_size=16``.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The base config; ``arg`` is unused (configs that derive from this take their own)."""
+  del arg
+  config = ml_collections.ConfigDict()
+
+  model = config.model = ml_collections.ConfigDict()
+  model.z_dim = 512  # texture and hair codes t, h
+  model.w_dim = 512
+  model.c_dim = 25
+  model.mapping_layers = 2
+  model.texture_resolution = 256
+  model.texture_channels = 32  # hex-planes have 2 × 32 channels
+  model.plane_resolution = 256
+  model.plane_channels = 64
+  model.channel_base = 32768
+  model.channel_max = 512
+  model.decoder_hidden = 64
+  model.feature_channels = 64
+  model.num_coarse = 48
+  model.num_fine = 48
+  model.neural_resolution = 64  # raw render (b, 64, 64, 3)
+  model.output_resolution = 512  # after super-resolution
+  model.sr_channels = (256, 128)
+  model.sr_noise_dim = 512
+  model.box_warp = 1.0
+  model.stage = 1
+  model.codes_seed = 0  # fixed per-identity codes (t, h)
+  model.d_channel_base = 32768
+  model.d_channel_max = 512
+  model.d_mbstd_group = 2
+  model.d_mbstd_channels = 1
+
+  train = config.train = ml_collections.ConfigDict()
+  train.seed = 0
+  train.batch_size = 32  # global, split over the devices
+  train.num_devices = config_dict.placeholder(int)  # None: all devices
+  train.steps = 100_000
+  train.g_lr = 0.0025  # before the lazy-regularisation scaling (schedules.lazy_adam)
+  train.d_lr = 0.002
+  train.l1_weight = 100.0
+  train.r1_gamma = 4.0
+  train.r1_interval = 16
+  train.density_reg = 0.25
+  train.density_reg_interval = 4
+  train.density_reg_points = 1000
+  train.density_reg_p_dist = 0.004
+  train.ema_kimg = 10.0  # half-life batch·10/32 k images (true kimg, reference-spec §8.2)
+  train.ema_rampup = 0.05
+  train.blur_sigma = 10.0
+  train.blur_fade_kimg = 200.0  # batch·200/32 k images
+  train.gpc_prob = 0.5
+  train.gpc_fade_kimg = 1000.0
+  train.log_every = 100
+  train.sample_every = 2000
+  train.num_samples = 8
+  train.checkpoint_every = 2000
+  train.keep_checkpoints = 3
+
+  data = config.data = ml_collections.ConfigDict()
+  data.root = config_dict.placeholder(str)
+  data.resolution = 512  # the images/split_<resolution> folder; batches are resized to model.output_resolution
+  data.include_bald = False
+  data.num_threads = 2
+  return config

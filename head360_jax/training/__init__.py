@@ -1,0 +1,1 @@
+"""Training: train state, losses, schedules, step functions and the loop (ARCHITECTURE D7)."""
