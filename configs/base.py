@@ -76,4 +76,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   data.resolution = 512  # the images/split_<resolution> folder; batches are resized to model.output_resolution
   data.include_bald = False
   data.num_threads = 2
+  data.held_out_views = ()  # camera views (0..71) never trained on, for evaluation (training/evaluate.py)
   return config

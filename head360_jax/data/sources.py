@@ -15,6 +15,7 @@ import os
 import pathlib
 import threading
 import zipfile
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -132,6 +133,8 @@ class SynHeadSource:
       bilinear model ``<root>/bilinear.npz`` (axis 2 of its ``core``) when the file
       exists, else the count of the first mesh.
     mesh_cache_bytes: budget of the mesh cache.
+    views: keep only these view indices (e.g. hold some cameras out for evaluation);
+      None keeps all. Identity indices stay those of the whole split.
 
   Raises:
     FileNotFoundError: naming the path, for a missing image folder, label file, mesh or
@@ -151,6 +154,7 @@ class SynHeadSource:
     include_bald: bool = False,
     expected_vertices: int | None = None,
     mesh_cache_bytes: int = 1 << 30,
+    views: Iterable[int] | None = None,
   ):
     self.root = pathlib.Path(root).resolve()
     self.resolution = int(resolution)
@@ -164,10 +168,13 @@ class SynHeadSource:
     if include_bald:
       splits[True] = _list_split(images_dir / layout.split_name(self.resolution, bald=True))
     identity_names = _subdirs(images_dir / layout.split_name(self.resolution))
+    keep_views = None if views is None else frozenset(int(v) for v in views)
     identity_index = {name: i for i, name in enumerate(identity_names)}
     relpaths, label_keys, mesh_keys, views, hair = [], [], [], [], []
     for bald, images in splits.items():
       for identity, expression, view, name in images:
+        if keep_views is not None and view not in keep_views:
+          continue
         if identity not in identity_index:
           raise ValueError(f'bald identity folder {identity!r} of {images_dir} is not in the haired split')
         relpath = f'{layout.split_name(self.resolution, bald)}/{identity}/{expression}/{name}'
@@ -181,6 +188,8 @@ class SynHeadSource:
         views.append(view)
         hair.append(0 if bald else 1)
 
+    if not relpaths:
+      raise ValueError(f'no images of views {sorted(keep_views)} under {images_dir}')
     self._relpaths = relpaths
     self._camera = np.stack([poses[key] for key in label_keys])
     self._expression = np.stack([expressions[key] for key in label_keys])

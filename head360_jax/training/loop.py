@@ -29,7 +29,7 @@ import numpy as np
 from absl import logging
 
 from head360_jax import checkpoint, parallel
-from head360_jax.data import pipeline, sources
+from head360_jax.data import layout, pipeline, sources
 from head360_jax.metrics import writer as writer_lib
 from head360_jax.training import state as state_lib
 from head360_jax.training import steps as steps_lib
@@ -110,6 +110,12 @@ def _write_samples(writer, sample, g_ema, batch: dict, key: jax.Array, step: int
   )
 
 
+def training_views(config: ml_collections.ConfigDict) -> list[int]:
+  """The camera views trained on: all 72 but ``config.data.held_out_views``."""
+  held_out = set(config.data.get('held_out_views', ()))
+  return [view for view in range(layout.NUM_VIEWS) if view not in held_out]
+
+
 def train_and_evaluate(
   config: ml_collections.ConfigDict,
   workdir: str | pathlib.Path,
@@ -146,7 +152,9 @@ def train_and_evaluate(
     raise ValueError(f'batch_size {train.batch_size} does not split over {mesh.size} devices')
   checkpoint.write_config(workdir, config)
   if source is None:
-    source = sources.SynHeadSource(config.data.root, config.data.resolution, include_bald=config.data.include_bald)
+    source = sources.SynHeadSource(
+      config.data.root, config.data.resolution, include_bald=config.data.include_bald, views=training_views(config)
+    )
 
   models, state = state_lib.create(config, build_models(config))
   abstract = state_lib.abstract_state(state, mesh)

@@ -154,3 +154,14 @@ def test_bad_image_name_and_missing_split(tmp_path):
   stray.write_bytes(b'')
   with pytest.raises(ValueError, match=str(stray)):
     sources.SynHeadSource(tmp_path, RES)
+
+
+def test_views_filter_keeps_only_those_views(fake):
+  all_views = sources.SynHeadSource(fake.root, RES)
+  held_out = sources.SynHeadSource(fake.root, RES, views=[3, 30])
+  assert len(held_out) == len(all_views) * 2 // 72
+  records = [held_out[i] for i in range(len(held_out))]
+  assert sorted({r['view'] for r in records}) == [3, 30]
+  assert {r['identity'] for r in records} == {r['identity'] for r in (all_views[i] for i in range(len(all_views)))}
+  with pytest.raises(ValueError, match='no images of views'):
+    sources.SynHeadSource(fake.root, RES, views=[99])
