@@ -1,0 +1,326 @@
+"""The Head360 generator: mesh + neural texture -> hex-planes (+ hair planes) -> volume render -> SR.
+
+Legend: ``b`` batch, ``v`` mesh vertices, ``z`` latent size, ``w`` style size, ``T`` texture
+side, ``c`` texture channels, ``P`` plane side, ``r`` neural rendering resolution, ``R``
+output resolution, ``C`` decoded feature channels.
+
+Data flow (paper Fig. 2, ARCHITECTURE D3-D5, reference-spec §3.1):
+
+```
+t, c[:25] -> texture mapping -> w_t -> StyleGAN2 synthesis -> neural texture (b, T, T, c)
+vertices (b, v, 3) --six orthographic rasterisations--> hex-planes (b, 3, P, P, 2c), alpha
+h, c[:25] -> hair mapping -> w_h -> StyleGAN2 synthesis -> static/hair planes (b, 3, P, P, 2c)
+stage 1: planes = alpha * hex + (1 - alpha) * static   (stage 2: a per-sample hair flag)
+rays of c (r^2) -> coarse + importance samples -> plane features -> decoder -> composite
+features (b, r, r, C), raw rgb = features[..., :3]; z_noise -> SR mapping -> SR -> image (b, R, R, 3)
+```
+
+Latent codes: a training identity ``i`` has fixed codes ``t_i, h_i ~ N(0, I)`` derived from
+``(codes_seed, i)`` (``identity_codes``), so the paired L1 loss (reference-spec §5.1)
+compares a render with that identity's ground truth; new heads use fresh Gaussian codes,
+and a hairstyle swap exchanges ``h``. ``latent = 'identity_factor'`` instead feeds the
+bilinear model's identity factor row to both mappings, as the reference does (§1.6).
+Not yet here (issue 4): the mouth and neural-blending StyleUNets.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jaxtyping import Array, Float, Int
+
+from head360_jax.models import decoder as decoder_lib
+from head360_jax.models import stylegan, superres
+from head360_jax.rendering import hexplane, hexplane_views, ray_sampling
+from head360_jax.rendering import render as render_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorConfig:
+  """Sizes of the generator (reference values in ``configs/synhead.py``, reference-spec §3)."""
+
+  z_dim: int = 512
+  c_dim: int = 25
+  w_dim: int = 512
+  mapping_layers: int = 2
+  texture_resolution: int = 256
+  texture_channels: int = 32
+  plane_resolution: int = 256
+  channel_base: int = 32768
+  channel_max: int = 512
+  decoder_hidden: int = 64
+  feature_channels: int = 64
+  num_coarse: int = 48
+  num_fine: int = 48
+  neural_rendering_resolution: int = 64
+  image_resolution: int = 512
+  sr_channels: tuple[int, ...] = (256, 128)
+  sr_noise_dim: int = 512
+  box_warp: float = 1.0
+  stage: int = 1
+
+
+class Topology(nnx.Variable):
+  """Constant mesh topology carried by the generator (arrays only; never trained)."""
+
+
+class Head360Generator(nnx.Module):
+  """Head360 generator (module owns parameters only; see the module docstring for the flow)."""
+
+  def __init__(self, config: GeneratorConfig, *, faces: np.ndarray, face_uv_coords: np.ndarray, rngs: nnx.Rngs):
+    """Builds the networks.
+
+    Args:
+      config: sizes.
+      faces: (f, 3) int triangles of the mesh topology.
+      face_uv_coords: (f, 3, 2) per-corner OBJ UVs in [0, 1].
+      rngs: parameter initialisation.
+    """
+    self.config = config
+    cfg = config
+    plane_channels = 2 * cfg.texture_channels
+    self.faces = Topology(jnp.asarray(faces, jnp.int32))
+    self.face_uv_coords = Topology(jnp.asarray(face_uv_coords, jnp.float32))
+    self.texture_mapping = stylegan.MappingNetwork(
+      cfg.z_dim, cfg.c_dim, cfg.w_dim, num_layers=cfg.mapping_layers, rngs=rngs
+    )
+    self.hair_mapping = stylegan.MappingNetwork(
+      cfg.z_dim, cfg.c_dim, cfg.w_dim, num_layers=cfg.mapping_layers, rngs=rngs
+    )
+    self.sr_mapping = stylegan.MappingNetwork(
+      cfg.sr_noise_dim, cfg.c_dim, cfg.w_dim, num_layers=cfg.mapping_layers, embed_features=cfg.w_dim, rngs=rngs
+    )
+    self.texture_synthesis = stylegan.SynthesisNetwork(
+      cfg.w_dim,
+      cfg.texture_resolution,
+      cfg.texture_channels,
+      channel_base=cfg.channel_base,
+      channel_max=cfg.channel_max,
+      rngs=rngs,
+    )
+    self.static_synthesis = stylegan.SynthesisNetwork(
+      cfg.w_dim,
+      cfg.plane_resolution,
+      3 * plane_channels,
+      channel_base=cfg.channel_base,
+      channel_max=cfg.channel_max,
+      rngs=rngs,
+    )
+    self.decoder = decoder_lib.Decoder(plane_channels, cfg.decoder_hidden, cfg.feature_channels, rngs=rngs)
+    self.superres = superres.SuperResolution(
+      cfg.feature_channels,
+      cfg.w_dim,
+      cfg.neural_rendering_resolution,
+      cfg.image_resolution,
+      channels=cfg.sr_channels,
+      rngs=rngs,
+    )
+
+  def mapping(
+    self, t: Float[Array, 'b z'], h: Float[Array, 'b z'], c: Float[Array, 'b 25'], z_noise: Float[Array, 'b n']
+  ) -> dict[str, Float[Array, 'b w']]:
+    """Maps codes to (un-truncated, un-broadcast) styles ``{'texture', 'hair', 'sr'}``, each (b, w)."""
+    c = c[..., :25]
+    return {'texture': self.texture_mapping(t, c), 'hair': self.hair_mapping(h, c), 'sr': self.sr_mapping(z_noise, c)}
+
+  def planes(
+    self,
+    ws: dict[str, Array],
+    vertices: Float[Array, 'b v 3'],
+    *,
+    noise_mode: str = 'random',
+    key: jax.Array | None = None,
+    hair: Int[Array, ' b'] | None = None,
+  ) -> Float[Array, 'b 3 P P 2c']:
+    """Composed hex-planes of meshes ``vertices`` (mesh units) under styles ``ws`` (D4, D5)."""
+    cfg = self.config
+    keys = jax.random.split(key, 2) if key is not None else (None, None)
+    ws_texture = stylegan.broadcast(ws['texture'], self.texture_synthesis.num_ws)
+    ws_hair = stylegan.broadcast(ws['hair'], self.static_synthesis.num_ws)
+    texture = self.texture_synthesis(ws_texture, noise_mode=noise_mode, key=keys[0])
+    hex_planes = hexplane_views.hexplanes(
+      vertices, self.faces[...], self.face_uv_coords[...], texture, resolution=cfg.plane_resolution
+    )
+    static = self.static_synthesis(ws_hair, noise_mode=noise_mode, key=keys[1])
+    batch = static.shape[0]
+    static = static.reshape(batch, cfg.plane_resolution, cfg.plane_resolution, 3, 2 * cfg.texture_channels)
+    static = jnp.moveaxis(static, 3, 1)
+    return hexplane.compose_planes(hex_planes.planes, hex_planes.alpha, static, stage=cfg.stage, hair=hair)
+
+  def __call__(
+    self,
+    ws: dict[str, Array],
+    c: Float[Array, 'b 25'],
+    vertices: Float[Array, 'b v 3'],
+    *,
+    key: jax.Array | None = None,
+    noise_mode: str = 'random',
+    hair: Int[Array, ' b'] | None = None,
+  ) -> dict[str, Array]:
+    """Renders images from styles (``mapping``), cameras ``c`` and meshes.
+
+    Args:
+      ws: styles from ``mapping`` (possibly truncated by the caller).
+      c: (b, 25) cameras (docs/conventions.md); (b, 77) labels are accepted.
+      vertices: (b, v, 3) meshes in mesh units (``bilinear.vertices(model, s, b)``).
+      key: randomness for synthesis noise and ray jitter; None = deterministic
+        (constant noise buffers, unjittered samples).
+      noise_mode: 'random' | 'const' | 'none' for the StyleGAN2 noise inputs.
+      hair: (b,) 0/1 per-sample hair flag (stage 2 only).
+
+    Returns:
+      ``image`` (b, R, R, 3), ``image_raw`` (b, r, r, 3), both roughly in [-1, 1] with a
+      white background at +1; ``image_depth`` (b, r, r, 1) in world units.
+    """
+    cfg = self.config
+    if key is None and noise_mode == 'random':
+      noise_mode = 'const'
+    keys = jax.random.split(key, 2) if key is not None else (None, None)
+    planes = self.planes(ws, vertices, noise_mode=noise_mode, key=keys[0], hair=hair)
+    origins, directions = ray_sampling.rays_from_camera(c[..., :25], cfg.neural_rendering_resolution)
+    out = render_lib.render_rays(
+      self._decode,
+      planes,
+      origins,
+      directions,
+      num_coarse=cfg.num_coarse,
+      num_fine=cfg.num_fine,
+      key=keys[1],
+      box_warp=cfg.box_warp,
+    )
+    res = cfg.neural_rendering_resolution
+    features = out['features'].reshape(-1, res, res, cfg.feature_channels)
+    # render_rays already maps the white-backed features to [-1, 1] (spec §3.9).
+    image_raw = features[..., :3]
+    ws_sr = stylegan.broadcast(ws['sr'], self.superres.num_ws)
+    image = self.superres(image_raw, features, ws_sr)
+    return {'image': image, 'image_raw': image_raw, 'image_depth': out['depth'].reshape(-1, res, res, 1)}
+
+  def _decode(self, features):
+    return self.decoder(features)
+
+  def density(
+    self,
+    ws: dict[str, Array],
+    vertices: Float[Array, 'b v 3'],
+    points: Float[Array, 'b n 3'],
+    *,
+    key: jax.Array | None = None,
+    noise_mode: str = 'random',
+  ) -> Float[Array, 'b n 1']:
+    """Raw density ``sigma`` at world points (for density regularisation, spec §5.1)."""
+    if key is None and noise_mode == 'random':
+      noise_mode = 'const'
+    planes = self.planes(ws, vertices, noise_mode=noise_mode, key=key)
+    return render_lib.sample_density(self._decode, planes, points, box_warp=self.config.box_warp)
+
+
+def identity_codes(identity: Int[Array, ' b'], z_dim: int, seed: int) -> tuple[Float[Array, 'b z'], ...]:
+  """Fixed Gaussian texture and hair codes ``(t, h)`` of training identities, (b, z_dim) each."""
+  base = jax.random.key(seed)
+
+  def one(i):
+    key = jax.random.fold_in(base, i)
+    key_t, key_h = jax.random.split(key)
+    return jax.random.normal(key_t, (z_dim,)), jax.random.normal(key_h, (z_dim,))
+
+  return jax.vmap(one)(jnp.asarray(identity, jnp.int32))
+
+
+def generator_config(model: 'ml_collections.ConfigDict') -> GeneratorConfig:  # noqa: F821
+  """``GeneratorConfig`` from a config's ``model`` section (configs/base.py names)."""
+  return GeneratorConfig(
+    z_dim=model.z_dim,
+    c_dim=model.c_dim,
+    w_dim=model.w_dim,
+    mapping_layers=model.mapping_layers,
+    texture_resolution=model.texture_resolution,
+    texture_channels=model.texture_channels,
+    plane_resolution=model.plane_resolution,
+    channel_base=model.channel_base,
+    channel_max=model.channel_max,
+    decoder_hidden=model.decoder_hidden,
+    feature_channels=model.feature_channels,
+    num_coarse=model.num_coarse,
+    num_fine=model.num_fine,
+    neural_rendering_resolution=model.neural_resolution,
+    image_resolution=model.output_resolution,
+    sr_channels=tuple(model.sr_channels),
+    sr_noise_dim=model.sr_noise_dim,
+    box_warp=model.box_warp,
+    stage=model.stage,
+  )
+
+
+def mapping_styles(generator: Head360Generator, inputs: dict, key: jax.Array) -> dict[str, Array]:
+  """Styles of ``inputs`` (GeneratorInputs, training/steps.py) with a fresh SR noise code from ``key``."""
+  z_noise = jax.random.normal(key, (inputs['t'].shape[0], generator.config.sr_noise_dim))
+  return generator.mapping(inputs['t'], inputs['h'], inputs['c_cond'], z_noise)
+
+
+def _render(generator: Head360Generator, inputs: dict, key: jax.Array) -> dict:
+  key_z, key_g = jax.random.split(key)
+  ws = mapping_styles(generator, inputs, key_z)
+  return generator(ws, inputs['c'], inputs['vertices'], key=key_g, hair=inputs['hair'])
+
+
+def _density(generator: Head360Generator, inputs: dict, points: jax.Array, key: jax.Array) -> jax.Array:
+  key_z, key_g = jax.random.split(key)
+  ws = mapping_styles(generator, inputs, key_z)
+  return generator.density(ws, inputs['vertices'], points, key=key_g)
+
+
+def _update_w_avg(generator: Head360Generator, g_stats: dict, inputs: dict, key: jax.Array) -> dict:
+  """Tracks the mean styles used for truncation (reference-spec §3.2, beta 0.998)."""
+  ws = jax.lax.stop_gradient(mapping_styles(generator, inputs, key))
+  return {name: stylegan.update_w_avg(g_stats[name], ws[name.removeprefix('w_avg_')]) for name in g_stats}
+
+
+def build_models(config: 'ml_collections.ConfigDict'):  # noqa: F821
+  """Builds the generator, discriminator and adapters of a run (``training.state.Networks``).
+
+  The mesh topology comes from the dataset's bilinear model ``<config.data.root>/bilinear.npz``
+  (written by ``head360_jax.data.build_dataset``). Parameters are initialised from
+  ``config.train.seed``, deterministically.
+
+  Raises:
+    FileNotFoundError: if the dataset root has no ``bilinear.npz``.
+  """
+  import pathlib
+
+  from head360_jax.geometry import bilinear
+  from head360_jax.models import discriminator as discriminator_lib
+  from head360_jax.training import state as state_lib
+
+  if config.data.root is None:
+    raise ValueError('config.data.root is not set (the dataset folder with bilinear.npz)')
+  model = bilinear.load(pathlib.Path(config.data.root) / 'bilinear.npz')
+  cfg = generator_config(config.model)
+  rngs = nnx.Rngs(config.train.seed)
+  generator = Head360Generator(cfg, faces=model.faces, face_uv_coords=model.uvs[model.face_uvs], rngs=rngs)
+  discriminator = discriminator_lib.DualDiscriminator(
+    config.model.output_resolution,
+    channel_base=config.model.d_channel_base,
+    channel_max=config.model.d_channel_max,
+    mbstd_group_size=config.model.d_mbstd_group,
+    mbstd_num_channels=config.model.d_mbstd_channels,
+    rngs=rngs,
+  )
+  z_dim, seed = config.model.z_dim, config.model.codes_seed
+
+  def codes(batch):
+    t, h = identity_codes(batch['identity'], z_dim, seed)
+    return {'t': t, 'h': h}
+
+  zeros = jnp.zeros((cfg.w_dim,), jnp.float32)
+  return state_lib.Networks(
+    generator=generator,
+    discriminator=discriminator,
+    codes=codes,
+    render=_render,
+    density=_density,
+    g_stats={'w_avg_texture': zeros, 'w_avg_hair': zeros},
+    stats_update=_update_w_avg,
+  )
