@@ -1,0 +1,180 @@
+"""Batch rendering helpers for ``render.py``: orbit cameras, rendering, image grids and videos.
+
+Legend: ``b`` batch, ``n`` views, ``v`` vertices, ``R`` image side.
+
+Images leave the generator in [-1, 1] (white background = +1, docs/conventions.md) and are
+written as uint8 sRGB. Videos go through imageio (GIF via pillow, MP4 via imageio-ffmpeg).
+"""
+
+import pathlib
+import warnings
+
+import imageio.v3 as iio
+import imageio_ffmpeg
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from head360_jax.geometry import camera
+
+
+def orbit_labels(
+  num_views: int,
+  pitch_deg: float = 0.0,
+  *,
+  radius: float = camera.CAMERA_RADIUS,
+  focal: float = camera.FOCAL,
+  start_yaw_deg: float = 0.0,
+) -> np.ndarray:
+  """25-d labels of ``num_views`` cameras on a full 360 deg yaw orbit at one pitch, (n, 25) float32.
+
+  Yaw runs from ``start_yaw_deg`` in equal steps (0 = frontal, docs/conventions.md).
+
+  Raises:
+    ValueError: if ``num_views`` < 1 or the pitch is outside [-90, 90].
+  """
+  if num_views < 1:
+    raise ValueError(f'num_views must be >= 1, got {num_views}')
+  if not -90.0 <= pitch_deg <= 90.0:
+    raise ValueError(f'pitch must be in [-90, 90] degrees, got {pitch_deg}')
+  yaw = start_yaw_deg + np.arange(num_views, dtype=np.float32) * (360.0 / num_views)
+  cam2world = camera.orbit_cam2world(yaw, np.full_like(yaw, pitch_deg), radius)
+  intrinsics = jnp.broadcast_to(jnp.asarray(camera.normalized_intrinsics(focal)), (num_views, 3, 3))
+  return np.asarray(camera.pack_label(cam2world, intrinsics))
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+  """Maps images in [-1, 1] (any leading dims, channels last) to uint8 [0, 255]."""
+  return np.clip(np.rint((np.asarray(images, np.float32) + 1) * 127.5), 0, 255).astype(np.uint8)
+
+
+def image_grid(images: np.ndarray, columns: int) -> np.ndarray:
+  """Tiles (n, h, w, c) images into one (rows*h, columns*w, c) image (missing tiles white).
+
+  Raises:
+    ValueError: if ``images`` is not 4-d or ``columns`` < 1.
+  """
+  images = np.asarray(images)
+  if images.ndim != 4 or columns < 1:
+    raise ValueError(f'expected (n, h, w, c) images and columns >= 1, got {images.shape}, {columns}')
+  n, h, w, c = images.shape
+  rows = -(-n // columns)
+  fill = np.iinfo(images.dtype).max if images.dtype.kind == 'u' else 1.0
+  grid = np.full((rows * h, columns * w, c), fill, images.dtype)
+  for i, image in enumerate(images):
+    grid[(i // columns) * h : (i // columns + 1) * h, (i % columns) * w : (i % columns + 1) * w] = image
+  return grid
+
+
+def write_video(path: pathlib.Path, frames: np.ndarray, fps: int = 24) -> None:
+  """Writes (n, h, w, 3) uint8 frames as a GIF or MP4 (by suffix), looping for GIFs.
+
+  Raises:
+    ValueError: for another suffix.
+  """
+  path = pathlib.Path(path)
+  if path.suffix == '.gif':
+    iio.imwrite(path, frames, duration=1000 / fps, loop=0)
+  elif path.suffix == '.mp4':
+    _write_mp4(path, frames, fps)
+  else:
+    raise ValueError(f'{path}: video must end in .gif or .mp4')
+
+
+def _write_mp4(path: pathlib.Path, frames: np.ndarray, fps: int) -> None:
+  h, w = frames.shape[1:3]
+  writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, macro_block_size=1, quality=8)
+  with warnings.catch_warnings():
+    # Python warns about fork() in a multithreaded (JAX) process; the child execs ffmpeg at once.
+    warnings.simplefilter('ignore', RuntimeWarning)
+    writer.send(None)
+  for frame in frames:
+    writer.send(np.ascontiguousarray(frame))
+  writer.close()
+
+
+class HeadRenderer:
+  """Renders heads of a trained run: (shape code s, expression b, codes t/h) from any cameras.
+
+  Loads the EMA generator of ``workdir`` (arrays only, ``checkpoint.restore_generator_ema``)
+  and the dataset's bilinear model. A head is ``(s, t, h)`` (ARCHITECTURE D3): ``s`` drives
+  the mesh with the blendshape weights ``b`` (paper Eq. 1); ``t`` and ``h`` the texture and
+  hair styles. The mapping is conditioned on the frontal camera so a head keeps its look
+  along an orbit; ``psi`` truncates the styles towards ``w_avg``.
+  """
+
+  def __init__(self, workdir: str | pathlib.Path, *, step: int | None = None, chunk: int = 8):
+    from head360_jax import checkpoint
+    from head360_jax.geometry import bilinear
+    from head360_jax.models.generator import build_models
+
+    self.generator, self.g_stats, self.config, self.step = checkpoint.restore_generator_ema(workdir, build_models, step)
+    self.networks = build_models(self.config)
+    self.model = bilinear.load(pathlib.Path(self.config.data.root) / 'bilinear.npz')
+    self.chunk = chunk
+    graphdef, self._params, self._rest = nnx.split(self.generator, nnx.Param, ...)
+    frontal = jnp.asarray(camera.dataset_cameras()[camera.FRONTAL_VIEW])
+
+    def render(params, rest, t, h, vertices, labels, psi):
+      generator = nnx.merge(graphdef, params, rest)
+      n = labels.shape[0]
+      z_noise = jax.random.normal(jax.random.key(0), (1, generator.config.sr_noise_dim))
+      ws = generator.mapping(t[None], h[None], frontal[None], z_noise)
+      for name in ('texture', 'hair'):
+        w_avg = self.g_stats.get(f'w_avg_{name}')
+        if w_avg is not None:
+          ws[name] = w_avg + psi * (ws[name] - w_avg)
+      ws = jax.tree.map(lambda w: jnp.broadcast_to(w, (n, w.shape[-1])), ws)
+      vertices = jnp.broadcast_to(vertices, (n, *vertices.shape))
+      return generator(ws, labels, vertices, key=None, noise_mode='const')['image']
+
+    self._render = jax.jit(render)
+
+  def identity(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(s, t, h)`` of training identity ``index``.
+
+    Raises:
+      ValueError: if ``index`` is not a training identity.
+    """
+    from head360_jax.models.generator import identity_codes
+
+    if not 0 <= index < len(self.model.identity_codes):
+      raise ValueError(f'identity must be in [0, {len(self.model.identity_codes)}), got {index}')
+    t, h = identity_codes(np.array([index]), self.config.model.z_dim, self.config.model.codes_seed)
+    return self.model.identity_codes[index], np.asarray(t[0]), np.asarray(h[0])
+
+  def random_head(self, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(s, t, h)`` of a new head: ``s`` from the shape prior, ``t, h ~ N(0, I)``, all from ``seed``."""
+    from head360_jax.geometry import bilinear
+
+    key_s, key_t, key_h = jax.random.split(jax.random.key(seed), 3)
+    s = bilinear.sample_shape_codes(self.model, key_s, 1)[0]
+    z_dim = self.config.model.z_dim
+    return np.asarray(s), np.asarray(jax.random.normal(key_t, (z_dim,))), np.asarray(jax.random.normal(key_h, (z_dim,)))
+
+  def render(
+    self, s: np.ndarray, t: np.ndarray, h: np.ndarray, b: np.ndarray, labels: np.ndarray, psi: float = 1.0
+  ) -> np.ndarray:
+    """Images (n, R, R, 3) in [-1, 1] of one head with ARKit weights ``b`` (52,) from cameras ``labels`` (n, 25)."""
+    from head360_jax.geometry import bilinear
+
+    vertices = bilinear.vertices(self.model, s, b)
+    images = [
+      self._render(
+        self._params,
+        self._rest,
+        jnp.asarray(t),
+        jnp.asarray(h),
+        vertices,
+        jnp.asarray(labels[i : i + self.chunk]),
+        jnp.float32(psi),
+      )
+      for i in range(0, len(labels), self.chunk)
+    ]
+    return np.concatenate([np.asarray(x) for x in images])
+
+
+def write_image(path: pathlib.Path, image: np.ndarray) -> None:
+  """Writes an (h, w, 3) uint8 image (PNG by suffix)."""
+  iio.imwrite(pathlib.Path(path), np.asarray(image))
