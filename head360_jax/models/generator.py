@@ -181,7 +181,7 @@ class Head360Generator(nnx.Module):
     planes = self.planes(ws, vertices, noise_mode=noise_mode, key=keys[0], hair=hair)
     origins, directions = ray_sampling.rays_from_camera(c[..., :25], cfg.neural_rendering_resolution)
     out = render_lib.render_rays(
-      self._decode,
+      self.decoder,
       planes,
       origins,
       directions,
@@ -198,9 +198,6 @@ class Head360Generator(nnx.Module):
     image = self.superres(image_raw, features, ws_sr)
     return {'image': image, 'image_raw': image_raw, 'image_depth': out['depth'].reshape(-1, res, res, 1)}
 
-  def _decode(self, features):
-    return self.decoder(features)
-
   def density(
     self,
     ws: dict[str, Array],
@@ -214,7 +211,7 @@ class Head360Generator(nnx.Module):
     if key is None and noise_mode == 'random':
       noise_mode = 'const'
     planes = self.planes(ws, vertices, noise_mode=noise_mode, key=key)
-    return render_lib.sample_density(self._decode, planes, points, box_warp=self.config.box_warp)
+    return render_lib.sample_density(self.decoder, planes, points, box_warp=self.config.box_warp)
 
 
 def identity_codes(identity: Int[Array, ' b'], z_dim: int, seed: int) -> tuple[Float[Array, 'b z'], ...]:
