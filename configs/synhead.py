@@ -6,8 +6,8 @@ Command (one GPU; ``--config.train.batch_size`` is global and split over the dev
       --config.data.root=/path/to/SynHead100
 
 Expected: the reference trains ~3,000 kimg on 4 GPUs for about 10 days (reference-spec
-§5.2); not yet measured here. Sizes still missing from the model (issue 4): the mouth and
-neural-blending StyleUNets.
+§5.2); not yet measured here. The mouth and neural-blending StyleUNets are on
+(reference-spec §3.6).
 """
 
 import ml_collections
@@ -19,4 +19,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The base config, which holds the reference values; ``arg`` is unused."""
   config = base.get_config(arg)
   config.train.steps = 3_000_000 // config.train.batch_size  # 3,000 kimg
+  config.model.mouth_unet = True
+  config.model.blending_unet = True
   return config

@@ -20,7 +20,10 @@ Latent codes: a training identity ``i`` has fixed codes ``t_i, h_i ~ N(0, I)`` d
 compares a render with that identity's ground truth; new heads use fresh Gaussian codes,
 and a hairstyle swap exchanges ``h``. ``latent = 'identity_factor'`` instead feeds the
 bilinear model's identity factor row to both mappings, as the reference does (§1.6).
-Not yet here (issue 4): the mouth and neural-blending StyleUNets.
+Optional front-view refinement (``mouth_unet``, ``blending_unet``; reference-spec §3.6): before
+the composition, the front view's ``c`` channels of plane 0 go through the mouth crop (box from
+the 12 lip landmarks) -> mouth StyleUNet -> paste, then the neural-blending StyleUNet, both
+styled by the hair branch's ``w_h`` (the reference's ``eg3d_ws``).
 """
 
 import dataclasses
@@ -32,8 +35,8 @@ from flax import nnx
 from jaxtyping import Array, Float, Int
 
 from head360_jax.models import decoder as decoder_lib
-from head360_jax.models import stylegan, superres
-from head360_jax.rendering import hexplane, hexplane_views, ray_sampling
+from head360_jax.models import stylegan, styleunet, superres
+from head360_jax.rendering import hexplane, hexplane_views, mouth, ray_sampling
 from head360_jax.rendering import render as render_lib
 
 
@@ -60,6 +63,8 @@ class GeneratorConfig:
   sr_noise_dim: int = 512
   box_warp: float = 1.0
   stage: int = 1
+  mouth_unet: bool = False  # mouth crop -> StyleUNet -> paste on the front view (spec §3.6)
+  blending_unet: bool = False  # neural-blending StyleUNet over the whole front view (spec §3.6)
 
 
 class Topology(nnx.Variable):
@@ -69,20 +74,64 @@ class Topology(nnx.Variable):
 class Head360Generator(nnx.Module):
   """Head360 generator (module owns parameters only; see the module docstring for the flow)."""
 
-  def __init__(self, config: GeneratorConfig, *, faces: np.ndarray, face_uv_coords: np.ndarray, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    config: GeneratorConfig,
+    *,
+    faces: np.ndarray,
+    face_uv_coords: np.ndarray,
+    landmark_vertices: np.ndarray | None = None,
+    rngs: nnx.Rngs,
+  ):
     """Builds the networks.
 
     Args:
       config: sizes.
       faces: (f, 3) int triangles of the mesh topology.
       face_uv_coords: (f, 3, 2) per-corner OBJ UVs in [0, 1].
+      landmark_vertices: (l,) int landmark vertex indices, the first 12 the lip contour
+        (reference-spec §1.5); needed (and kept) only with ``config.mouth_unet``.
       rngs: parameter initialisation.
+
+    Raises:
+      ValueError: if ``config.mouth_unet`` is on without 12 landmark vertices.
     """
     self.config = config
     cfg = config
     plane_channels = 2 * cfg.texture_channels
     self.faces = Topology(jnp.asarray(faces, jnp.int32))
     self.face_uv_coords = Topology(jnp.asarray(face_uv_coords, jnp.float32))
+    unet_args = dict(channel_base=cfg.channel_base, channel_max=cfg.channel_max, rngs=rngs)
+    if cfg.mouth_unet:
+      if landmark_vertices is None or len(landmark_vertices) < 12:
+        raise ValueError('mouth_unet needs the 12 lip landmark vertices (landmark_vertices[:12])')
+      self.landmark_vertices = Topology(jnp.asarray(landmark_vertices[:12], jnp.int32))
+      size = cfg.plane_resolution // 4  # the reference's 64² crop of the 256² plane
+      self.mouth_unet = styleunet.StyleUNet(
+        cfg.w_dim,
+        size,
+        4,
+        cfg.texture_channels,
+        cfg.texture_channels,
+        output_resolution=cfg.plane_resolution,
+        num_cond_res=size,
+        **unet_args,
+      )
+    else:
+      self.landmark_vertices = self.mouth_unet = None
+    if cfg.blending_unet:
+      self.blending_unet = styleunet.StyleUNet(
+        cfg.w_dim,
+        cfg.plane_resolution,
+        cfg.plane_resolution // 4,
+        cfg.texture_channels,
+        cfg.texture_channels,
+        output_resolution=cfg.plane_resolution,
+        num_cond_res=cfg.plane_resolution,
+        **unet_args,
+      )
+    else:
+      self.blending_unet = None
     self.texture_mapping = stylegan.MappingNetwork(
       cfg.z_dim, cfg.c_dim, cfg.w_dim, num_layers=cfg.mapping_layers, rngs=rngs
     )
@@ -143,11 +192,39 @@ class Head360Generator(nnx.Module):
     hex_planes = hexplane_views.hexplanes(
       vertices, self.faces[...], self.face_uv_coords[...], texture, resolution=cfg.plane_resolution
     )
+    tex_planes = hex_planes.planes
+    if cfg.mouth_unet or cfg.blending_unet:
+      tex_planes = self._refine_front(tex_planes, vertices, ws['hair'], noise_mode=noise_mode, key=key)
     static = self.static_synthesis(ws_hair, noise_mode=noise_mode, key=keys[1])
     batch = static.shape[0]
     static = static.reshape(batch, cfg.plane_resolution, cfg.plane_resolution, 3, 2 * cfg.texture_channels)
     static = jnp.moveaxis(static, 3, 1)
-    return hexplane.compose_planes(hex_planes.planes, hex_planes.alpha, static, stage=cfg.stage, hair=hair)
+    return hexplane.compose_planes(tex_planes, hex_planes.alpha, static, stage=cfg.stage, hair=hair)
+
+  def _refine_front(
+    self,
+    planes: Float[Array, 'b 3 P P 2c'],
+    vertices: Float[Array, 'b v 3'],
+    w: Float[Array, 'b w'],
+    *,
+    noise_mode: str,
+    key: jax.Array | None,
+  ) -> Float[Array, 'b 3 P P 2c']:
+    """Front view (plane 0, channels [:c]) through mouth crop/StyleUNet/paste and the blending StyleUNet."""
+    channels = self.config.texture_channels
+    front = planes[:, 0, :, :, :channels]
+    # Keys derived by fold_in so the texture/static noise streams match the config without UNets.
+    key_mouth, key_blend = (None, None) if key is None else (jax.random.fold_in(key, 2), jax.random.fold_in(key, 3))
+    if self.mouth_unet is not None:
+      landmarks = vertices[:, self.landmark_vertices[...]]
+      box = jax.vmap(lambda lms: hexplane_views.mouth_box(lms, front.shape[1]))(jax.lax.stop_gradient(landmarks))
+      crop = mouth.mouth_crop(front, box, self.mouth_unet.in_size)
+      patch = self.mouth_unet(crop, stylegan.broadcast(w, self.mouth_unet.num_ws), noise_mode=noise_mode, key=key_mouth)
+      front = mouth.mouth_paste(front, patch, box)
+    if self.blending_unet is not None:
+      ws_blend = stylegan.broadcast(w, self.blending_unet.num_ws)
+      front = self.blending_unet(front, ws_blend, noise_mode=noise_mode, key=key_blend)
+    return planes.at[:, 0, :, :, :channels].set(front)
 
   def __call__(
     self,
@@ -248,6 +325,8 @@ def generator_config(model: 'ml_collections.ConfigDict') -> GeneratorConfig:  # 
     sr_noise_dim=model.sr_noise_dim,
     box_warp=model.box_warp,
     stage=model.stage,
+    mouth_unet=model.get('mouth_unet', False),
+    blending_unet=model.get('blending_unet', False),
   )
 
 
@@ -296,7 +375,13 @@ def build_models(config: 'ml_collections.ConfigDict'):  # noqa: F821
   model = bilinear.load(pathlib.Path(config.data.root) / 'bilinear.npz')
   cfg = generator_config(config.model)
   rngs = nnx.Rngs(config.train.seed)
-  generator = Head360Generator(cfg, faces=model.faces, face_uv_coords=model.uvs[model.face_uvs], rngs=rngs)
+  generator = Head360Generator(
+    cfg,
+    faces=model.faces,
+    face_uv_coords=model.uvs[model.face_uvs],
+    landmark_vertices=model.landmark_vertices,
+    rngs=rngs,
+  )
   discriminator = discriminator_lib.DualDiscriminator(
     config.model.output_resolution,
     channel_base=config.model.d_channel_base,
