@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
-from head360_jax.models import layers
+from head360_jax.models import layers, synthesis
 
 
 def normalize_2nd_moment(x: Float[Array, 'b f'], eps: float = 1e-8) -> Float[Array, 'b f']:
@@ -156,7 +156,7 @@ class SynthesisNetwork(nnx.Module):
     self.num_ws = 0
     for res in self.resolutions:
       in_channels = channels[res // 2] if res > 4 else 0
-      block = layers.SynthesisBlock(
+      block = synthesis.SynthesisBlock(
         in_channels, channels[res], w_dim, res, out_channels, conv_clamp=conv_clamp, rngs=rngs
       )
       setattr(self, f'b{res}', block)

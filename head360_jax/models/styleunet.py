@@ -35,7 +35,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
-from head360_jax.models import layers
+from head360_jax.models import layers, synthesis
 
 
 class EncoderBlock(nnx.Module):
@@ -134,7 +134,7 @@ class StyleUNet(nnx.Module):
       setattr(self, f'fuse{res}', layers.EqualizedConv2d(fuse_in, channels(res), 3, rngs=rngs))
     self.decoder_resolutions = tuple(2 * final_size << k for k in range(_log2(output_resolution // final_size, 'R')))
     for res in self.decoder_resolutions:
-      block = layers.SynthesisBlock(
+      block = synthesis.SynthesisBlock(
         channels(res // 2), channels(res), w_dim, res, out_channels, conv_clamp=conv_clamp, rngs=rngs
       )
       setattr(self, f'b{res}', block)

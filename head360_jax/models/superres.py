@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
-from head360_jax.models import layers
+from head360_jax.models import layers, synthesis
 
 
 class SuperResolution(nnx.Module):
@@ -62,7 +62,7 @@ class SuperResolution(nnx.Module):
     previous, resolution = in_channels, self.block_input_resolution
     for idx, out_channels in enumerate(channels):
       resolution *= 2
-      block = layers.SynthesisBlock(previous, out_channels, w_dim, resolution, 3, conv_clamp=conv_clamp, rngs=rngs)
+      block = synthesis.SynthesisBlock(previous, out_channels, w_dim, resolution, 3, conv_clamp=conv_clamp, rngs=rngs)
       setattr(self, f'block{idx}', block)
       previous = out_channels
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from head360_jax.models import layers
+from head360_jax.models import layers, synthesis
 
 _to_nhwc, _to_nchw = golden.nchw_to_nhwc, golden.nhwc_to_nchw
 
@@ -83,14 +83,14 @@ def test_synthesis_layer_matches_golden(name):
   arrays, meta = golden.load_golden(name)
   args = meta['constructor_args']
   channels = args['in_channels'], args['out_channels'], args['w_dim'], args['resolution']
-  factory = lambda: layers.SynthesisLayer(*channels, up=args['up'], rngs=nnx.Rngs(0))
+  factory = lambda: synthesis.SynthesisLayer(*channels, up=args['up'], rngs=nnx.Rngs(0))
   layer = golden.build(factory, golden.params_with_prefix(arrays))
   golden.check_golden(lambda x, w: {'y': _to_nchw(layer(_to_nhwc(x), w, noise_mode='const'))}, arrays, meta, ('x', 'w'))
 
 
 def test_torgb_matches_golden():
   arrays, meta = golden.load_golden('torgb')
-  torgb = golden.build(lambda: layers.ToRGBLayer(16, 3, 64, rngs=nnx.Rngs(0)), golden.params_with_prefix(arrays))
+  torgb = golden.build(lambda: synthesis.ToRGBLayer(16, 3, 64, rngs=nnx.Rngs(0)), golden.params_with_prefix(arrays))
   golden.check_golden(lambda x, w: {'y': _to_nchw(torgb(_to_nhwc(x), w, fused_modconv=True))}, arrays, meta, ('x', 'w'))
 
 
@@ -99,7 +99,7 @@ def test_synthesis_block_matches_golden(name):
   arrays, meta = golden.load_golden(name)
   args = meta['constructor_args']
   sizes = [args[k] for k in ('in_channels', 'out_channels', 'w_dim', 'resolution', 'img_channels')]
-  factory = lambda: layers.SynthesisBlock(*sizes, conv_clamp=args['conv_clamp'], rngs=nnx.Rngs(0))
+  factory = lambda: synthesis.SynthesisBlock(*sizes, conv_clamp=args['conv_clamp'], rngs=nnx.Rngs(0))
   block = golden.build(factory, golden.params_with_prefix(arrays))
 
   def fn(x, img, ws):
@@ -131,7 +131,7 @@ def test_demodulated_conv_keeps_unit_variance():
 
 
 def test_synthesis_layer_noise_modes():
-  layer = layers.SynthesisLayer(4, 4, 8, 8, rngs=nnx.Rngs(0))
+  layer = synthesis.SynthesisLayer(4, 4, 8, 8, rngs=nnx.Rngs(0))
   layer.noise_strength[...] = 0.5
   x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((2, 8))
   const = layer(x, w, noise_mode='const')
@@ -147,6 +147,6 @@ def test_synthesis_layer_noise_modes():
 
 
 def test_noise_const_is_a_buffer_not_a_parameter():
-  layer = layers.SynthesisLayer(4, 6, 8, 16, rngs=nnx.Rngs(0))
+  layer = synthesis.SynthesisLayer(4, 6, 8, 16, rngs=nnx.Rngs(0))
   assert layers.parameter_count(layer) == 8 * 4 + 4 + 3 * 3 * 4 * 6 + 1 + 6
   assert nnx.state(layer, layers.Buffer)['noise_const'][...].shape == (16, 16)
