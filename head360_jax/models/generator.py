@@ -18,8 +18,9 @@ features (b, r, r, C), raw rgb = features[..., :3]; z_noise -> SR mapping -> SR 
 Latent codes: a training identity ``i`` has fixed codes ``t_i, h_i ~ N(0, I)`` derived from
 ``(codes_seed, i)`` (``identity_codes``), so the paired L1 loss (reference-spec §5.1)
 compares a render with that identity's ground truth; new heads use fresh Gaussian codes,
-and a hairstyle swap exchanges ``h``. ``latent = 'identity_factor'`` instead feeds the
-bilinear model's identity factor row to both mappings, as the reference does (§1.6).
+and a hairstyle swap exchanges ``h``. (The reference instead feeds the bilinear model's
+identity factor row to its single mapping, §1.6; ARCHITECTURE D3's ``latent =
+'identity_factor'`` option for that is not built yet.)
 Optional front-view refinement (``mouth_unet``, ``blending_unet``; reference-spec §3.6): before
 the composition, the front view's ``c`` channels of plane 0 go through the mouth crop (box from
 the 12 lip landmarks) -> mouth StyleUNet -> paste, then the neural-blending StyleUNet, both
