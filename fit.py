@@ -1,13 +1,10 @@
-"""head360-jax `fit.py`: not implemented yet.
+"""head360-jax `fit.py`: fitting the model to one photograph is not implemented yet (issue 5).
 
-The fit command arrives with its own issue (see README, "Status"). Until then this entry
-point exits with a clear message instead of failing halfway.
+Until then this entry point exits with a clear message instead of failing halfway.
+Training (`train.py`) and rendering (`render.py`) work; see README.md "Status".
 """
 
 import sys
 
 if __name__ == '__main__':
-  sys.exit(
-    'fit.py is not implemented yet: the geometry and data foundation is in place; '
-    'see README.md "Status" for what works today.'
-  )
+  sys.exit('fit.py is not implemented yet (issue 5); train.py and render.py work, see README.md "Status".')
