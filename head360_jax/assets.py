@@ -1,4 +1,4 @@
-"""Where external inputs live: the shared data folder and the package cache.
+"""Files: where external inputs live (shared data folder, package cache), atomic writes.
 
 Nothing here downloads weights or data sets at run time. Two kinds of input exist:
 
@@ -19,6 +19,8 @@ import tempfile
 import zipfile
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def shared_data_dir() -> pathlib.Path:
@@ -73,3 +75,22 @@ def fetch_wheel(name: str, version: str) -> pathlib.Path:
         raise
       shutil.rmtree(unpacked, ignore_errors=True)
   return target
+
+
+def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
+  """Writes ``data`` to ``path`` through a temporary file and a rename.
+
+  A crash never leaves a half-written ``path``: either the old file (or none) or the
+  complete new one exists.
+  """
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+  try:
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the mode open() would
+    with os.fdopen(fd, 'wb') as f:
+      f.write(data)
+    os.replace(tmp, path)
+  except BaseException:
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    raise

@@ -20,7 +20,7 @@ up to float32 rounding). Identity ``i``'s appearance and hair come from
 ``np.random.default_rng([seed, i])``; hairstyles are dealt from a seed-shuffled
 ``hair.STYLES`` so that up to 9 identities all get different styles.
 
-Every file is written atomically (``layout.atomic_write_bytes``), so a killed build leaves
+Every file is written atomically (``assets.atomic_write_bytes``), so a killed build leaves
 only complete files (plus stray ``.*.tmp`` files, which the next run deletes); a rerun
 skips images, meshes and landmarks that exist. The output is a deterministic function of
 the arguments (same bytes twice), except ``bilinear.npz``, whose zip entries carry the
@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from head360_jax import assets
 from head360_jax.data import appearance, hair, layout
 from head360_jax.geometry import arkit, bilinear, camera, obj
 from head360_jax.geometry.rig import Rig, load_rig
@@ -196,7 +197,7 @@ def build(
           obj.write_obj(layout.mesh_path(root, identity, name), vertices, model.faces, model.uvs, model.face_uvs)
         if not layout.landmarks_path(root, identity, name).exists():
           rows = ''.join(f'{x:.9g} {y:.9g} {z:.9g}\n' for x, y, z in vertices[model.landmark_vertices].tolist())
-          layout.atomic_write_bytes(layout.landmarks_path(root, identity, name), rows.encode())
+          assets.atomic_write_bytes(layout.landmarks_path(root, identity, name), rows.encode())
         for bald in (False, True):
           missing = [view for view, rel in enumerate(relpaths[bald]) if not (root / layout.IMAGES / rel).exists()]
           skipped += layout.NUM_VIEWS - len(missing)
@@ -216,7 +217,7 @@ def build(
           )
           for view, out in zip(missing, renders, strict=True):
             path = root / layout.IMAGES / relpaths[bald][view]
-            pending.append(pool.submit(lambda p, rgba: layout.atomic_write_bytes(p, _png(rgba)), path, out['rgba']))
+            pending.append(pool.submit(lambda p, rgba: assets.atomic_write_bytes(p, _png(rgba)), path, out['rgba']))
             written += 1
             if len(pending) > 4 * workers:  # bound the memory held by queued renders
               pending.pop(0).result()
@@ -254,7 +255,7 @@ def build(
     },
     'per_identity': identities,
   }
-  layout.atomic_write_bytes(root / 'build.json', json.dumps(settings, indent=1).encode())
+  assets.atomic_write_bytes(root / 'build.json', json.dumps(settings, indent=1).encode())
   return {
     'images_written': written,
     'images_skipped': skipped,

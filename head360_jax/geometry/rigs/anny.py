@@ -414,4 +414,5 @@ def load() -> rig.Rig:
     missing_expressions=(),
     identity_sampler=identity_sampler(a),
     scale=float(a['scale']),
+    source_unit_mm=100.0,  # decimetres
   )

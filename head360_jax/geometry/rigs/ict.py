@@ -198,6 +198,7 @@ def build_rig(
     missing_expressions=tuple(k for k, parts in ARKIT_FROM_ICT.items() if not parts),
     identity_sampler=sample,
     scale=frame.scale,
+    source_unit_mm=10.0,  # centimetres
   )
 
 
