@@ -34,9 +34,9 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_DropOrbaxInfo())
   try:
-    from head360_jax.models.generator import build_models
+    from head360_jax.training.build import build_models
   except ImportError as error:
-    sys.exit(f'train.py: the model builder head360_jax.models.generator.build_models is not available ({error})')
+    sys.exit(f'train.py: the model builder head360_jax.training.build.build_models is not available ({error})')
 
   from head360_jax.training import loop
 

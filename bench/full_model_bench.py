@@ -38,10 +38,10 @@ from flax import nnx
 
 from head360_jax import parallel
 from head360_jax.data import pipeline, sources
-from head360_jax.models import generator as generator_lib
 from head360_jax.models import layers, stylegan
 from head360_jax.rendering import hexplane_views, ray_sampling
 from head360_jax.rendering import render as render_lib
+from head360_jax.training import build
 from head360_jax.training import state as state_lib
 from head360_jax.training import steps as steps_lib
 
@@ -101,7 +101,7 @@ def _abstract_networks(config) -> tuple[nnx.Module, nnx.Module]:
   """(generator, discriminator) of ``build_models(config)`` with abstract (shape-only) parameters."""
 
   def build():
-    networks = generator_lib.build_models(config)
+    networks = build.build_models(config)
     return networks.generator, networks.discriminator
 
   return nnx.eval_shape(build)
@@ -215,7 +215,7 @@ def forward_bench(config, root: str, repeats: int, label: str) -> tuple[dict, tu
   config.train.batch_size = 1
   mesh = parallel.make_mesh(1)
   with common.PeakRSS() as build_mem:
-    networks = generator_lib.build_models(config)
+    networks = build.build_models(config)
     models, state = state_lib.create(config, networks)
   batch = _batch(config, root, 1, mesh)
   forward = _forward_fn(models)

@@ -18,8 +18,8 @@ import jax
 
 from head360_jax import parallel
 from head360_jax.data import pipeline, sources
-from head360_jax.models import generator as generator_lib
 from head360_jax.models import layers
+from head360_jax.training import build
 from head360_jax.training import state as state_lib
 from head360_jax.training import steps as steps_lib
 
@@ -38,7 +38,7 @@ def main() -> None:
       f'config {args.config}: output {config.model.output_resolution}², raw {config.model.neural_resolution}², '
       f'batch {config.train.batch_size}'
     )
-    networks = generator_lib.build_models(config)
+    networks = build.build_models(config)
     g = networks.generator
     components = [
       'texture_mapping',

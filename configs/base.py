@@ -2,7 +2,7 @@
 
 Not meant to be run directly; ``synhead.py`` and ``tiny.py`` start from it. Fields:
 
-* ``model.*``: network sizes (read by ``head360_jax.models.generator.build_models``);
+* ``model.*``: network sizes (read by ``head360_jax.training.build.build_models``);
 * ``train.*``: optimisation, schedules (true kimg = 1,000 images), logging, checkpoints;
 * ``data.*``: the SynHead100-layout dataset (``head360_jax.data``).
 

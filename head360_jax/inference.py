@@ -16,7 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from head360_jax.geometry import camera
+from head360_jax import checkpoint
+from head360_jax.geometry import bilinear, camera
+from head360_jax.models.generator import identity_codes
+from head360_jax.training.build import build_models
 
 
 def orbit_labels(
@@ -105,9 +108,6 @@ class HeadRenderer:
   """
 
   def __init__(self, workdir: str | pathlib.Path, *, step: int | None = None, chunk: int = 8):
-    from head360_jax import checkpoint
-    from head360_jax.geometry import bilinear
-    from head360_jax.models.generator import build_models
 
     self.generator, self.g_stats, self.config, self.step = checkpoint.restore_generator_ema(workdir, build_models, step)
     self.networks = build_models(self.config)
@@ -137,7 +137,6 @@ class HeadRenderer:
     Raises:
       ValueError: if ``index`` is not a training identity.
     """
-    from head360_jax.models.generator import identity_codes
 
     if not 0 <= index < len(self.model.identity_codes):
       raise ValueError(f'identity must be in [0, {len(self.model.identity_codes)}), got {index}')
@@ -146,7 +145,6 @@ class HeadRenderer:
 
   def random_head(self, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(s, t, h)`` of a new head: ``s`` from the shape prior, ``t, h ~ N(0, I)``, all from ``seed``."""
-    from head360_jax.geometry import bilinear
 
     key_s, key_t, key_h = jax.random.split(jax.random.key(seed), 3)
     s = bilinear.sample_shape_codes(self.model, key_s, 1)[0]
@@ -157,7 +155,6 @@ class HeadRenderer:
     self, s: np.ndarray, t: np.ndarray, h: np.ndarray, b: np.ndarray, labels: np.ndarray, psi: float = 1.0
   ) -> np.ndarray:
     """Images (n, R, R, 3) in [-1, 1] of one head with ARKit weights ``b`` (52,) from cameras ``labels`` (n, 25)."""
-    from head360_jax.geometry import bilinear
 
     vertices = bilinear.vertices(self.model, s, b)
     images = [

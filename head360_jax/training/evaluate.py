@@ -25,6 +25,7 @@ from flax import nnx
 from head360_jax import checkpoint
 from head360_jax.data import pipeline, sources
 from head360_jax.training import state as state_lib
+from head360_jax.training.build import build_models
 
 EVAL_BATCH = 4
 
@@ -97,8 +98,6 @@ def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description='Held-out L1 of a run vs its step 0.')
   parser.add_argument('--workdir', required=True)
   args = parser.parse_args(argv)
-  from head360_jax.models.generator import build_models
-
   result = compare_to_step0(args.workdir, build_models)
   print(
     f'held-out L1 (views never trained on): step 0 {result["l1_step0"]:.4f} -> step {result["step"]} (EMA) '

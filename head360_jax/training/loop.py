@@ -130,7 +130,7 @@ def train_and_evaluate(
       over ``train.num_devices`` (default all) devices and the processes.
     workdir: output folder: ``config.json``, ``checkpoints/``, TensorBoard events.
     build_models: ``config -> state.Networks`` (the real one is
-      ``head360_jax.models.generator.build_models``); must be deterministic in the config.
+      ``head360_jax.training.build.build_models``); must be deterministic in the config.
     source: a grain data source with ``SynHeadSource``'s record fields; default
       ``SynHeadSource(config.data.root, config.data.resolution, include_bald=...)``.
 

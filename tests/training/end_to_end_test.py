@@ -9,8 +9,8 @@ from configs import tiny
 from head360_jax import inference
 from head360_jax.data import build_dataset
 from head360_jax.geometry import arkit, rig
-from head360_jax.models.generator import build_models
 from head360_jax.training import evaluate, loop
+from head360_jax.training.build import build_models
 
 RES = 32
 

@@ -77,7 +77,7 @@ class StandInDiscriminator(nnx.Module):
 
 
 def build_models(config: ml_collections.ConfigDict) -> state_lib.Networks:
-  """A stand-in for ``head360_jax.models.generator.build_models``."""
+  """A stand-in for ``head360_jax.training.build.build_models``."""
   model = config.model
   rngs = nnx.Rngs(config.train.seed)
   generator = StandInGenerator(

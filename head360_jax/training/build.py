@@ -1,0 +1,123 @@
+"""Builds the networks of a run from its config and adapts them to the training steps.
+
+Legend: ``b`` batch, ``z`` latent size, ``w`` style size, ``n`` points.
+
+``build_models(config)`` is the one place that reads ``config.model``: it makes the
+``Head360Generator`` and ``DualDiscriminator`` and wraps them in ``state.Networks`` with the
+adapters the steps call (``training/steps.py``): per-identity codes, rendering from
+``GeneratorInputs``, density for the density regulariser, and the ``w_avg`` update used by
+truncation. Models stay free of training types; this module joins them.
+"""
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+from jaxtyping import Array
+
+from head360_jax.geometry import bilinear
+from head360_jax.models import discriminator as discriminator_lib
+from head360_jax.models import generator as generator_lib
+from head360_jax.models import stylegan
+from head360_jax.training import state as state_lib
+
+
+def generator_config(model: ml_collections.ConfigDict) -> generator_lib.GeneratorConfig:
+  """``generator_lib.GeneratorConfig`` from a config's ``model`` section (configs/base.py names)."""
+  return generator_lib.GeneratorConfig(
+    z_dim=model.z_dim,
+    c_dim=model.c_dim,
+    w_dim=model.w_dim,
+    mapping_layers=model.mapping_layers,
+    texture_resolution=model.texture_resolution,
+    texture_channels=model.texture_channels,
+    plane_resolution=model.plane_resolution,
+    channel_base=model.channel_base,
+    channel_max=model.channel_max,
+    decoder_hidden=model.decoder_hidden,
+    feature_channels=model.feature_channels,
+    num_coarse=model.num_coarse,
+    num_fine=model.num_fine,
+    neural_rendering_resolution=model.neural_resolution,
+    image_resolution=model.output_resolution,
+    sr_channels=tuple(model.sr_channels),
+    sr_noise_dim=model.sr_noise_dim,
+    box_warp=model.box_warp,
+    stage=model.stage,
+    mouth_unet=model.get('mouth_unet', False),
+    blending_unet=model.get('blending_unet', False),
+  )
+
+
+def mapping_styles(generator: generator_lib.Head360Generator, inputs: dict, key: jax.Array) -> dict[str, Array]:
+  """Styles of ``inputs`` (GeneratorInputs, training/steps.py) with a fresh SR noise code from ``key``."""
+  z_noise = jax.random.normal(key, (inputs['t'].shape[0], generator.config.sr_noise_dim))
+  return generator.mapping(inputs['t'], inputs['h'], inputs['c_cond'], z_noise)
+
+
+def _render(generator: generator_lib.Head360Generator, inputs: dict, key: jax.Array) -> dict:
+  key_z, key_g = jax.random.split(key)
+  ws = mapping_styles(generator, inputs, key_z)
+  return generator(ws, inputs['c'], inputs['vertices'], key=key_g, hair=inputs['hair'])
+
+
+def _density(generator: generator_lib.Head360Generator, inputs: dict, points: jax.Array, key: jax.Array) -> jax.Array:
+  key_z, key_g = jax.random.split(key)
+  ws = mapping_styles(generator, inputs, key_z)
+  return generator.density(ws, inputs['vertices'], points, key=key_g)
+
+
+def _update_w_avg(generator: generator_lib.Head360Generator, g_stats: dict, inputs: dict, key: jax.Array) -> dict:
+  """Tracks the mean styles used for truncation (reference-spec §3.2, beta 0.998)."""
+  ws = jax.lax.stop_gradient(mapping_styles(generator, inputs, key))
+  return {name: stylegan.update_w_avg(g_stats[name], ws[name.removeprefix('w_avg_')]) for name in g_stats}
+
+
+def build_models(config: ml_collections.ConfigDict) -> state_lib.Networks:
+  """Builds the generator, discriminator and adapters of a run (``training.state.Networks``).
+
+  The mesh topology comes from the dataset's bilinear model ``<config.data.root>/bilinear.npz``
+  (written by ``head360_jax.data.build_dataset``). Parameters are initialised from
+  ``config.train.seed``, deterministically.
+
+  Raises:
+    FileNotFoundError: if the dataset root has no ``bilinear.npz``.
+  """
+  if config.data.root is None:
+    raise ValueError('config.data.root is not set (the dataset folder with bilinear.npz)')
+  model = bilinear.load(pathlib.Path(config.data.root) / 'bilinear.npz')
+  cfg = generator_config(config.model)
+  rngs = nnx.Rngs(config.train.seed)
+  generator = generator_lib.Head360Generator(
+    cfg,
+    faces=model.faces,
+    face_uv_coords=model.uvs[model.face_uvs],
+    landmark_vertices=model.landmark_vertices,
+    rngs=rngs,
+  )
+  discriminator = discriminator_lib.DualDiscriminator(
+    config.model.output_resolution,
+    channel_base=config.model.d_channel_base,
+    channel_max=config.model.d_channel_max,
+    mbstd_group_size=config.model.d_mbstd_group,
+    mbstd_num_channels=config.model.d_mbstd_channels,
+    rngs=rngs,
+  )
+  z_dim, seed = config.model.z_dim, config.model.codes_seed
+
+  def codes(batch):
+    t, h = generator_lib.identity_codes(batch['identity'], z_dim, seed)
+    return {'t': t, 'h': h}
+
+  zeros = jnp.zeros((cfg.w_dim,), jnp.float32)
+  return state_lib.Networks(
+    generator=generator,
+    discriminator=discriminator,
+    codes=codes,
+    render=_render,
+    density=_density,
+    g_stats={'w_avg_texture': zeros, 'w_avg_hair': zeros},
+    stats_update=_update_w_avg,
+  )
