@@ -175,6 +175,13 @@ class Head360Generator(nnx.Module):
     c = c[..., :25]
     return {'texture': self.texture_mapping(t, c), 'hair': self.hair_mapping(h, c), 'sr': self.sr_mapping(z_noise, c)}
 
+  def neural_texture(
+    self, ws: dict[str, Array], *, noise_mode: str = 'random', key: jax.Array | None = None
+  ) -> Float[Array, 'b T T c']:
+    """The neural texture (b, T, T, c) synthesised from ``ws['texture']`` (paper Fig. 2)."""
+    ws_texture = stylegan.broadcast(ws['texture'], self.texture_synthesis.num_ws)
+    return self.texture_synthesis(ws_texture, noise_mode=noise_mode, key=key)
+
   def planes(
     self,
     ws: dict[str, Array],
@@ -183,13 +190,18 @@ class Head360Generator(nnx.Module):
     noise_mode: str = 'random',
     key: jax.Array | None = None,
     hair: Int[Array, ' b'] | None = None,
+    texture: Float[Array, 'b T T c'] | None = None,
   ) -> Float[Array, 'b 3 P P 2c']:
-    """Composed hex-planes of meshes ``vertices`` (mesh units) under styles ``ws`` (D4, D5)."""
+    """Composed hex-planes of meshes ``vertices`` (mesh units) under styles ``ws`` (D4, D5).
+
+    ``texture`` replaces the synthesised neural texture (then ``ws['texture']`` is unused): the
+    photo fit optimises the texture itself (paper §3.4, reference-spec §6).
+    """
     cfg = self.config
     keys = jax.random.split(key, 2) if key is not None else (None, None)
-    ws_texture = stylegan.broadcast(ws['texture'], self.texture_synthesis.num_ws)
     ws_hair = stylegan.broadcast(ws['hair'], self.static_synthesis.num_ws)
-    texture = self.texture_synthesis(ws_texture, noise_mode=noise_mode, key=keys[0])
+    if texture is None:
+      texture = self.neural_texture(ws, noise_mode=noise_mode, key=keys[0])
     hex_planes = hexplane_views.hexplanes(
       vertices, self.faces[...], self.face_uv_coords[...], texture, resolution=cfg.plane_resolution
     )
@@ -236,6 +248,7 @@ class Head360Generator(nnx.Module):
     key: jax.Array | None = None,
     noise_mode: str = 'random',
     hair: Int[Array, ' b'] | None = None,
+    texture: Float[Array, 'b T T c'] | None = None,
   ) -> dict[str, Array]:
     """Renders images from styles (``mapping``), cameras ``c`` and meshes.
 
@@ -247,6 +260,7 @@ class Head360Generator(nnx.Module):
         (constant noise buffers, unjittered samples).
       noise_mode: 'random' | 'const' | 'none' for the StyleGAN2 noise inputs.
       hair: (b,) 0/1 per-sample hair flag (stage 2 only).
+      texture: optional (b, T, T, c) neural texture used instead of the synthesised one.
 
     Returns:
       ``image`` (b, R, R, 3), ``image_raw`` (b, r, r, 3), both roughly in [-1, 1] with a
@@ -256,7 +270,7 @@ class Head360Generator(nnx.Module):
     if key is None and noise_mode == 'random':
       noise_mode = 'const'
     keys = jax.random.split(key, 2) if key is not None else (None, None)
-    planes = self.planes(ws, vertices, noise_mode=noise_mode, key=keys[0], hair=hair)
+    planes = self.planes(ws, vertices, noise_mode=noise_mode, key=keys[0], hair=hair, texture=texture)
     origins, directions = ray_sampling.rays_from_camera(c[..., :25], cfg.neural_rendering_resolution)
     out = render_lib.render_rays(
       self.decoder,
