@@ -1,0 +1,1 @@
+"""Fitting the model to photographs (ARCHITECTURE D9, paper §3.4)."""
