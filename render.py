@@ -5,11 +5,14 @@ Usage::
   .venv/bin/python render.py --workdir runs/demo/tiny --identities 0,1 --views 24 --pitch 10
   .venv/bin/python render.py --workdir runs/demo/tiny --seeds 0-7 --expression jawOpen=0.7,eyeBlinkLeft=1
   .venv/bin/python render.py --workdir runs/demo/tiny --identities 0 --hair_from 2   # identity 0 with 2's hair
+  .venv/bin/python render.py --workdir runs/demo/tiny --fitted runs/demo/fitted/man/fitted.npz --expression jawOpen=1
 
 For each head it writes ``<output>/<head>_orbit.png`` (a grid of the views) and
 ``<head>_orbit.gif`` (``--mp4`` adds an MP4). A head is a training identity (``--identities``,
 its shape, texture and hair codes) or a new one from a seed (``--seeds``: shape from the
-bilinear prior, Gaussian texture/hair codes).
+bilinear prior, Gaussian texture/hair codes) or a head fitted to a photo by fit.py
+(``--fitted runs/demo/fitted/man/fitted.npz``: orbit it; with ``--expression``, animate it
+with those ARKit weights instead of the photo's).
 """
 
 import pathlib
@@ -29,6 +32,7 @@ _PITCH = flags.DEFINE_float('pitch', 0.0, 'Orbit elevation in degrees (positive 
 _PSI = flags.DEFINE_float('psi', 1.0, 'Truncation psi (1 = none).')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
 _MP4 = flags.DEFINE_boolean('mp4', False, 'Also write an MP4 of each orbit.')
+_FITTED = flags.DEFINE_string('fitted', None, 'A fitted.npz from fit.py: orbit it (with --expression: animate it).')
 flags.mark_flag_as_required('workdir')
 
 
@@ -52,6 +56,7 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   from head360_jax import inference
+  from head360_jax.fitting import fitted
   from head360_jax.geometry import arkit
 
   try:
@@ -60,7 +65,7 @@ def main(argv: list[str]) -> None:
     labels = inference.orbit_labels(_VIEWS.value, _PITCH.value)
   except ValueError as error:
     raise app.UsageError(str(error)) from None
-  if not identities and not seeds:
+  if not identities and not seeds and not _FITTED.value:
     identities = [0]
   output = pathlib.Path(_OUTPUT.value or pathlib.Path(_WORKDIR.value) / 'renders')
   output.mkdir(parents=True, exist_ok=True)
@@ -69,6 +74,7 @@ def main(argv: list[str]) -> None:
     heads = [(f'identity{i:03d}', renderer.identity(i)) for i in identities]
     heads += [(f'seed{seed:04d}', renderer.random_head(seed)) for seed in seeds]
     hair = renderer.identity(_HAIR_FROM.value)[2] if _HAIR_FROM.value is not None else None
+    head = fitted.load(_FITTED.value) if _FITTED.value else None
   except (FileNotFoundError, ValueError) as error:
     sys.exit(f'render.py: {error}')
   suffix = ('_' + _EXPRESSION.value.replace('=', '').replace(',', '_')) if _EXPRESSION.value else ''
@@ -80,6 +86,14 @@ def main(argv: list[str]) -> None:
     inference.write_video(stem.with_suffix('.gif'), frames)
     if _MP4.value:
       inference.write_video(stem.with_suffix('.mp4'), frames)
+  if head is not None:
+    frames = inference.to_uint8(fitted.render(renderer, head, b if _EXPRESSION.value else head.b, labels))
+    stem = output / f'{pathlib.Path(_FITTED.value).parent.name}{suffix}_orbit'
+    inference.write_image(stem.with_suffix('.png'), inference.image_grid(frames, columns=min(8, len(frames))))
+    inference.write_video(stem.with_suffix('.gif'), frames)
+    if _MP4.value:
+      inference.write_video(stem.with_suffix('.mp4'), frames)
+    heads.append(('fitted', head))
   print(f'wrote {len(heads)} orbit(s) of {len(labels)} views to {output} (step {renderer.step})')
 
 

@@ -116,19 +116,26 @@ class HeadRenderer:
     graphdef, self._params, self._rest = nnx.split(self.generator, nnx.Param, ...)
     frontal = jnp.asarray(camera.dataset_cameras()[camera.FRONTAL_VIEW])
 
-    def render(params, rest, t, h, vertices, labels, psi):
+    def styles(params, rest, t, h, psi):
       generator = nnx.merge(graphdef, params, rest)
-      n = labels.shape[0]
       z_noise = jax.random.normal(jax.random.key(0), (1, generator.config.sr_noise_dim))
       ws = generator.mapping(t[None], h[None], frontal[None], z_noise)
       for name in ('texture', 'hair'):
         w_avg = self.g_stats.get(f'w_avg_{name}')
         if w_avg is not None:
           ws[name] = w_avg + psi * (ws[name] - w_avg)
-      ws = jax.tree.map(lambda w: jnp.broadcast_to(w, (n, w.shape[-1])), ws)
-      vertices = jnp.broadcast_to(vertices, (n, *vertices.shape))
-      return generator(ws, labels, vertices, key=None, noise_mode='const')['image']
+      return ws
 
+    def render(params, rest, ws, vertices, labels, texture):
+      generator = nnx.merge(graphdef, params, rest)
+      n = labels.shape[0]
+      ws = jax.tree.map(lambda w: jnp.broadcast_to(w, (n, *w.shape[1:])), ws)
+      vertices = jnp.broadcast_to(vertices, (n, *vertices.shape))
+      if texture is not None:
+        texture = jnp.broadcast_to(texture, (n, *texture.shape))
+      return generator(ws, labels, vertices, key=None, noise_mode='const', texture=texture)['image']
+
+    self._styles = jax.jit(styles)
     self._render = jax.jit(render)
 
   def identity(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -151,25 +158,34 @@ class HeadRenderer:
     z_dim = self.config.model.z_dim
     return np.asarray(s), np.asarray(jax.random.normal(key_t, (z_dim,))), np.asarray(jax.random.normal(key_h, (z_dim,)))
 
+  def styles(self, t: np.ndarray, h: np.ndarray, psi: float = 1.0) -> dict[str, jax.Array]:
+    """Styles ``{'texture', 'hair', 'sr'}``, each (1, w), of codes ``t, h`` (z,) truncated by ``psi``.
+
+    The mapping sees the frontal camera, and the super-resolution noise code is fixed, so a
+    head looks the same from every view and in every call.
+    """
+    return self._styles(self._params, self._rest, jnp.asarray(t), jnp.asarray(h), jnp.float32(psi))
+
+  def render_styles(
+    self, ws: dict, vertices: np.ndarray, labels: np.ndarray, texture: np.ndarray | None = None
+  ) -> np.ndarray:
+    """Images (n, R, R, 3) in [-1, 1] of a mesh (v, 3) under styles ``ws`` from cameras ``labels`` (n, 25).
+
+    ``texture`` (T, T, c) replaces the synthesised neural texture (a photo fit's result).
+    """
+    texture = None if texture is None else jnp.asarray(texture)
+    vertices = jnp.asarray(vertices)
+    images = [
+      self._render(self._params, self._rest, ws, vertices, jnp.asarray(labels[i : i + self.chunk]), texture)
+      for i in range(0, len(labels), self.chunk)
+    ]
+    return np.concatenate([np.asarray(x) for x in images])
+
   def render(
     self, s: np.ndarray, t: np.ndarray, h: np.ndarray, b: np.ndarray, labels: np.ndarray, psi: float = 1.0
   ) -> np.ndarray:
     """Images (n, R, R, 3) in [-1, 1] of one head with ARKit weights ``b`` (52,) from cameras ``labels`` (n, 25)."""
-
-    vertices = bilinear.vertices(self.model, s, b)
-    images = [
-      self._render(
-        self._params,
-        self._rest,
-        jnp.asarray(t),
-        jnp.asarray(h),
-        vertices,
-        jnp.asarray(labels[i : i + self.chunk]),
-        jnp.float32(psi),
-      )
-      for i in range(0, len(labels), self.chunk)
-    ]
-    return np.concatenate([np.asarray(x) for x in images])
+    return self.render_styles(self.styles(t, h, psi), bilinear.vertices(self.model, s, b), labels)
 
 
 def write_image(path: pathlib.Path, image: np.ndarray) -> None:

@@ -199,8 +199,8 @@ class ShapeFitOptions:
 
   pose_steps: int = 30
   steps: int = 300
-  prior_weight: float = 1e-3
-  expression_weight: float = 1e-3
+  prior_weight: float = 1e-4
+  expression_weight: float = 1e-5
   huber_delta: float = 0.02
   depth_weight: float = 0.3
   fit_expression: bool = True

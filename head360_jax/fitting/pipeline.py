@@ -1,0 +1,338 @@
+"""``fit_image``: one photo -> a fitted head that ``render.py`` can orbit and animate (paper §3.4).
+
+Legend: ``S`` side of the canonical crop used for alignment, shape fit and the overlay
+(``FitOptions.crop_size``), ``R`` generator output resolution, ``l`` = 468 landmarks.
+
+Stages (ARCHITECTURE D9; times per stage in ``FitResult.timings``):
+
+1. detect: MediaPipe face detection + 468-point face mesh and selfie segmentation
+   (``fitting.landmarks``); a bad file, a tiny image or no face stops here, before any output;
+2. align + shape fit: the photo is brought into the dataset's frontal frame
+   (``fitting.align``), then ``s``, the head pose and ARKit ``b`` are fitted to the
+   landmarks (``fitting.shape``) through the rig's correspondence table
+   (``fitting.correspondence``); the crop is refined with the fitted pose;
+3. hairstyle: the photo's hair mask in the crop is classified among the dataset's hairstyles
+   (``fitting.hairstyle``); the fit starts from the codes of a training identity with that
+   hairstyle (the reference starts from a dataset identity's texture, reference-spec §6);
+4. appearance fit: neural texture, then texture + hair style (``fitting.appearance``);
+5. outputs (written to a temporary folder and moved into place at the end, so a failed fit
+   leaves nothing behind): ``fitted.npz`` (``fitting.fitted``), ``aligned.png``,
+   ``overlay.png`` (fitted mesh and landmarks over the crop: detected green, reprojected
+   red), ``before_after.png`` (aligned | start | fit), ``orbit.png``/``orbit.gif``,
+   ``fit_log.csv`` (loss per step and its smoothed curve) and ``metrics.json``.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import pathlib
+import shutil
+import tempfile
+import time
+
+import cv2
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from skimage import metrics as sk_metrics
+
+from head360_jax import inference
+from head360_jax.fitting import align, appearance, correspondence, fitted, hairstyle, perceptual, shape
+from head360_jax.fitting import landmarks as landmarks_lib
+from head360_jax.geometry import bilinear, camera
+from head360_jax.geometry import rig as rig_lib
+from head360_jax.rendering import gl
+
+
+@dataclasses.dataclass(frozen=True)
+class FitOptions:
+  """Options of ``fit_image``.
+
+  Attributes:
+    crop_size: side of the canonical crop for alignment, the shape fit and the overlay.
+    shape_identities, shape_rank, shape_seed: the shape model of the fit,
+      ``bilinear.build_from_rig`` of the run's rig (the run's own dataset model has as many
+      shape dimensions as training identities, 4 in the demo, too few to fit a face).
+    face_contour_weight: weight of the face-oval landmarks (they slide along the silhouette).
+    shape_options: ``shape.ShapeFitOptions``; appearance_options: ``appearance.AppearanceOptions``.
+    orbit_views: views of the written orbit.
+  """
+
+  crop_size: int = 512
+  shape_identities: int = 50
+  shape_rank: int = 50
+  shape_seed: int = 0
+  face_contour_weight: float = 0.5
+  shape_options: shape.ShapeFitOptions = shape.ShapeFitOptions()
+  appearance_options: appearance.AppearanceOptions = appearance.AppearanceOptions()
+  orbit_views: int = 24
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+  """What ``fit_image`` measured (also in ``metrics.json``)."""
+
+  head: fitted.FittedHead
+  rms_px: float
+  rms_iod: float
+  hairstyle: str
+  hairstyle_probability: float
+  psnr_face: float
+  ssim_face: float
+  psnr_face_start: float
+  ssim_face_start: float
+  smoothed_monotone: tuple[bool, bool]
+  timings: dict[str, float]
+
+
+def _to_unit(image: np.ndarray) -> np.ndarray:
+  return image.astype(np.float32) / 127.5 - 1.0
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+  if image.shape[0] == size:
+    return image
+  interpolation = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
+  return cv2.resize(image, (size, size), interpolation=interpolation)
+
+
+def face_metrics(render: np.ndarray, photo: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+  """PSNR (dB) and mean SSIM of uint8 (R, R, 3) images over the ``mask`` (R, R) region."""
+  diff = render.astype(np.float64) - photo.astype(np.float64)
+  mse = float(np.mean(diff[mask] ** 2))
+  psnr = float('inf') if mse == 0 else 10 * np.log10(255.0**2 / mse)
+  _, ssim_map = sk_metrics.structural_similarity(render, photo, channel_axis=-1, data_range=255, full=True)
+  return psnr, float(ssim_map.mean(-1)[mask].mean())
+
+
+def _monotone(curve: np.ndarray) -> bool:
+  return bool(np.all(np.diff(curve) <= 1e-6 * np.abs(curve[:-1])))
+
+
+def _overlay(crop: np.ndarray, vertices: np.ndarray, faces: np.ndarray, label: np.ndarray, detected, reprojected):
+  """The fitted mesh (shaded, 50 %) over the crop, detected landmarks green, reprojected red."""
+  cam2world, intrinsics = (np.asarray(x) for x in camera.unpack_label(jnp.asarray(label)))
+  size = crop.shape[0]
+  mesh = gl.render_mesh(camera.WORLD_PER_MESH * vertices, faces, cam2world, intrinsics, size)
+  alpha = 0.5 * mesh['rgba'][..., 3:]
+  out = (crop.astype(np.float32) * (1 - alpha) + 255 * mesh['rgba'][..., :3] * alpha).astype(np.uint8)
+  radius = max(1, size // 256)
+  for points, colour in ((detected, (0, 255, 0)), (reprojected, (255, 0, 0))):
+    for x, y in points[:, :2]:
+      cv2.circle(out, (int(round(x - 0.5)), int(round(y - 0.5))), radius, colour, -1, lineType=cv2.LINE_AA)
+  return out
+
+
+def _run_meta(renderer: inference.HeadRenderer) -> tuple[pathlib.Path, str]:
+  root = pathlib.Path(renderer.config.data.root)
+  return root, renderer.model.rig
+
+
+def fit_image(
+  image_path: str | pathlib.Path,
+  renderer: inference.HeadRenderer,
+  out_dir: str | pathlib.Path,
+  options: FitOptions = FitOptions(),
+  *,
+  progress: bool = True,
+  log=print,
+) -> FitResult:
+  """Fits the run's model to one photo and writes the outputs (module docstring).
+
+  Args:
+    image_path: a photo (any format Pillow reads) with one face.
+    renderer: the trained run (``inference.HeadRenderer(workdir)``).
+    out_dir: output folder; replaced as a whole when the fit succeeds.
+    options: ``FitOptions``.
+    progress: show progress bars.
+    log: where stage summaries go.
+
+  Returns:
+    ``FitResult``.
+
+  Raises:
+    landmarks.ImageError: unreadable, non-image or too small file.
+    landmarks.NoFaceError: no face in the photo.
+    FileNotFoundError: missing dataset files of the run (hairstyle classifier).
+  """
+  timings = {}
+  start = time.perf_counter()
+  photo = landmarks_lib.load_image(image_path)
+  detected = landmarks_lib.FaceLandmarker()(photo)
+  person = landmarks_lib.SelfieSegmenter()(photo)
+  hair = landmarks_lib.hair_mask(person, detected, image=photo)
+  timings['detect'] = time.perf_counter() - start
+
+  # Align and fit the shape.
+  start = time.perf_counter()
+  root, rig_name = _run_meta(renderer)
+  model = bilinear.build_from_rig(
+    rig_lib.load_rig(rig_name), options.shape_identities, rank=options.shape_rank, seed=options.shape_seed
+  )
+  table = correspondence.load_correspondence(rig_name)
+  lm_model = shape.landmark_model(model, table.faces, table.barycentrics)
+  weights = table.valid.astype(np.float32)
+  weights[list(landmarks_lib.FACE_OVAL)] *= options.face_contour_weight
+  size = options.crop_size
+  label0 = align.frontal_label()
+  matrix0 = align.similarity(detected.points, align.template(lm_model, size), weights)
+  target = align.transform_points(matrix0, detected.points)
+  iod = align.inter_ocular(target)
+  fit = shape.fit_shape(lm_model, target, weights, label=label0, size=size, iod=iod, options=options.shape_options)
+  matrix = align.refine(matrix0, fit.pose, size)
+  rotation = np.asarray(shape.rotation_matrix(jnp.asarray(fit.pose.axis_angle)))
+  label = np.asarray(shape.rotated_label(label0, rotation))
+  crop = align.warp(photo, matrix, size, border=(255, 255, 255))
+  person_crop = align.warp(person, matrix, size)
+  hair_crop = align.warp(hair.astype(np.float32), matrix, size) > 0.5
+  detected_crop = align.transform_points(matrix, detected.points)
+  head_pose = shape.Pose(fit.pose.axis_angle, np.zeros((), np.float32), np.zeros(2, np.float32))
+  points = shape.landmark_positions(lm_model, fit.s, fit.b)
+  reprojected = np.asarray(shape.project_points(points, head_pose, jnp.asarray(label0), size))
+  vertices = np.asarray(bilinear.vertices(model, fit.s, fit.b))
+  overlay = _overlay(crop, vertices, np.asarray(model.faces), label, detected_crop, reprojected)
+  timings['shape_fit'] = time.perf_counter() - start
+  log(
+    f'shape fit: landmark RMS {fit.rms_px:.2f} px in the {size}² crop = {100 * fit.rms_iod:.2f} % of the '
+    f'inter-ocular distance ({iod:.1f} px); head rotation {np.degrees(np.linalg.norm(fit.pose.axis_angle)):.1f} deg'
+  )
+
+  # Hairstyle -> starting codes.
+  start = time.perf_counter()
+  classifier = hairstyle.train_classifier(root)
+  style, probabilities = hairstyle.predict(classifier, hair_crop)
+  # A training identity with that hairstyle (folder names id_000, ... are the identity indices).
+  start_identity = int(classifier.identities_by_class[classifier.classes.index(style)][0].split('_')[-1])
+  _, t0, h0 = renderer.identity(start_identity)
+  timings['hairstyle'] = time.perf_counter() - start
+  log(f'hairstyle: {style} (p = {probabilities.max():.2f}); starting from training identity {start_identity}')
+
+  # Appearance.
+  start = time.perf_counter()
+  resolution = renderer.generator.config.image_resolution
+  ws = renderer.styles(t0, h0)
+  graphdef, params, rest = nnx.split(renderer.generator, nnx.Param, ...)
+  frozen = {
+    'params': params,
+    'rest': rest,
+    'ws_sr': ws['sr'],
+    'label': jnp.asarray(label)[None],
+    'vertices': jnp.asarray(vertices)[None],
+  }
+
+  def render_fn(frozen, texture, w_hair):
+    generator = nnx.merge(graphdef, frozen['params'], frozen['rest'])
+    styles = {'texture': jnp.zeros_like(frozen['ws_sr']), 'hair': w_hair[None], 'sr': frozen['ws_sr']}
+    out = generator(styles, frozen['label'], frozen['vertices'], key=None, noise_mode='const', texture=texture[None])
+    return out['image'][0]
+
+  texture0 = np.asarray(renderer.generator.neural_texture(ws, noise_mode='const'))[0]
+  w_hair0 = np.asarray(ws['hair'][0])
+  render_start = inference.to_uint8(np.asarray(jax.jit(render_fn)(frozen, texture0, w_hair0))[None])[0]
+  photo_r = _resize(crop, resolution)
+  person_r = _resize(person_crop, resolution)[..., None]
+  target_full = (photo_r.astype(np.float32) * person_r + 255.0 * (1 - person_r)).astype(np.uint8)
+  oval = align.transform_points(matrix, detected.points)[list(landmarks_lib.FACE_OVAL), :2] * (resolution / size)
+  hair_r = _resize(hair_crop.astype(np.uint8), resolution) > 0
+  face = landmarks_lib.polygon_mask(oval, (resolution, resolution)) & ~hair_r
+  target_face = appearance.blend_face(photo_r, render_start, face)
+  result = appearance.fit_appearance(
+    render_fn,
+    frozen,
+    texture0,
+    w_hair0,
+    _to_unit(target_face),
+    _to_unit(target_full),
+    perceptual.load_lpips(),
+    options.appearance_options,
+    progress=progress,
+  )
+  render_fit = inference.to_uint8(np.asarray(jax.jit(render_fn)(frozen, result.texture, result.w_hair))[None])[0]
+  timings['appearance_fit'] = time.perf_counter() - start
+  psnr, ssim = face_metrics(render_fit, photo_r, face)
+  psnr0, ssim0 = face_metrics(render_start, photo_r, face)
+  monotone = tuple(_monotone(result.smoothed[result.passes == p]) for p in (0, 1))
+  log(
+    f'appearance fit: face region PSNR {psnr0:.2f} -> {psnr:.2f} dB, SSIM {ssim0:.3f} -> {ssim:.3f}; '
+    f'smoothed loss monotone (face, hair pass): {monotone}'
+  )
+
+  head = fitted.FittedHead(
+    s=fit.s,
+    b=fit.b,
+    texture=result.texture,
+    w_hair=result.w_hair,
+    h=np.asarray(h0),
+    label=label,
+    shape_rig=rig_name,
+    shape_identities=options.shape_identities,
+    shape_rank=options.shape_rank,
+    shape_seed=options.shape_seed,
+    step=int(renderer.step),
+  )
+  report = FitResult(
+    head=head,
+    rms_px=fit.rms_px,
+    rms_iod=fit.rms_iod,
+    hairstyle=style,
+    hairstyle_probability=float(probabilities.max()),
+    psnr_face=psnr,
+    ssim_face=ssim,
+    psnr_face_start=psnr0,
+    ssim_face_start=ssim0,
+    smoothed_monotone=monotone,
+    timings=timings,
+  )
+
+  # Outputs: everything into a temporary folder, then moved into place.
+  start = time.perf_counter()
+  orbit = inference.to_uint8(
+    renderer.render_styles(
+      {**ws, 'hair': jnp.asarray(result.w_hair)[None]},
+      vertices,
+      inference.orbit_labels(options.orbit_views),
+      result.texture,
+    )
+  )
+  out_dir = pathlib.Path(out_dir)
+  out_dir.parent.mkdir(parents=True, exist_ok=True)
+  with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f'.{out_dir.name}-') as tmp:
+    tmp = pathlib.Path(tmp)
+    fitted.save(head, tmp / 'fitted.npz')
+    inference.write_image(tmp / 'aligned.png', crop)
+    inference.write_image(tmp / 'overlay.png', overlay)
+    before_after = np.concatenate([target_full, render_start, render_fit], axis=1)
+    inference.write_image(tmp / 'before_after.png', _resize_height(before_after, max(256, resolution)))
+    inference.write_image(tmp / 'orbit.png', inference.image_grid(orbit, columns=min(8, len(orbit))))
+    inference.write_video(tmp / 'orbit.gif', orbit)
+    _write_log(tmp / 'fit_log.csv', fit.losses, result)
+    metrics = {k: v for k, v in dataclasses.asdict(report).items() if k != 'head'}
+    metrics.update(image=str(image_path), inter_ocular_px=iod, crop_size=size, resolution=resolution)
+    (tmp / 'metrics.json').write_text(json.dumps(metrics, indent=1, default=float) + '\n')
+    if out_dir.exists():
+      shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    tmp.mkdir()  # TemporaryDirectory removes its (now moved) folder on exit
+  timings['write'] = time.perf_counter() - start
+  return report
+
+
+def _resize_height(image: np.ndarray, height: int) -> np.ndarray:
+  if image.shape[0] >= height:
+    return image
+  width = image.shape[1] * height // image.shape[0]
+  return cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def _write_log(path: pathlib.Path, shape_losses: np.ndarray, result: appearance.AppearanceFit) -> None:
+  buffer = io.StringIO()
+  writer = csv.writer(buffer)
+  writer.writerow(['stage', 'step', 'loss', 'smoothed'])
+  for i, loss in enumerate(shape_losses):
+    writer.writerow(['shape', i, f'{loss:.6g}', ''])
+  names = ('face', 'hair')
+  for i, (loss, smoothed, index) in enumerate(zip(result.losses, result.smoothed, result.passes, strict=True)):
+    writer.writerow([names[index], i, f'{loss:.6g}', f'{smoothed:.6g}'])
+  path.write_text(buffer.getvalue())
