@@ -46,6 +46,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   model.d_channel_max = 512
   model.d_mbstd_group = 2
   model.d_mbstd_channels = 1
+  # Precision (reference-spec §3.10, §4, §5.2: fp16 + conv_clamp 256 on SR and the top 4 D resolutions;
+  # here bfloat16, parameters and optimiser state float32). compute_dtype 'bfloat16' = every conv in bf16.
+  model.compute_dtype = 'float32'  # 'float32' | 'bfloat16'
+  model.g_num_bf16_res = 0  # texture/static StyleGAN2s, StyleUNets (--g_num_fp16_res 0)
+  model.sr_num_bf16_res = 4  # super-resolution: all blocks (--sr_num_fp16_res 4)
+  model.d_num_bf16_res = 4  # discriminator blocks 512, 256, 128, 64 (--d_num_fp16_res 4)
 
   train = config.train = ml_collections.ConfigDict()
   train.seed = 0
@@ -67,6 +73,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   train.blur_fade_kimg = 200.0  # batch·200/32 k images
   train.gpc_prob = 0.5
   train.gpc_fade_kimg = 1000.0
+  train.style_mixing_prob = 0.0  # StyleGAN2 style mixing of the texture and hair styles (reference 0, spec §5.1)
   train.log_every = 100
   train.sample_every = 2000
   train.num_samples = 8

@@ -7,7 +7,10 @@ Command (one GPU; ``--config.train.batch_size`` is global and split over the dev
 
 Expected: the reference trains ~3,000 kimg on 4 GPUs for about 10 days (reference-spec
 §5.2); not yet measured here. The mouth and neural-blending StyleUNets are on
-(reference-spec §3.6).
+(reference-spec §3.6). Precision is the reference's mixed precision in bfloat16 (``base``:
+SR and the discriminator's 4 highest resolutions; ``--config.model.compute_dtype=bfloat16``
+for every convolution, ``--config.model.sr_num_bf16_res=0 --config.model.d_num_bf16_res=0``
+for float32 throughout).
 """
 
 import ml_collections

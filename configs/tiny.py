@@ -36,6 +36,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   model.sr_noise_dim = 32
   model.d_channel_base = 1024
   model.d_channel_max = 64
+  model.sr_num_bf16_res = 0  # float32 throughout: bfloat16 convolutions are slower on CPU
+  model.d_num_bf16_res = 0
 
   train = config.train
   train.batch_size = 4

@@ -15,9 +15,15 @@ with ``z_dim = 0``):
   c = [camera (25), expression (52)] -> camera mapping (-> m1) ++ expression mapping (-> m2) = cmap
   epilogue at 4 x 4: minibatch stddev, 3x3 conv, FC, FC to m, score = <out, cmap> / sqrt(m)
 
-Everything is NHWC float32. The epilogue flattens its 4 x 4 map in the reference's NCHW order
+Everything is NHWC. The epilogue flattens its 4 x 4 map in the reference's NCHW order
 (``c * 16 + row * 4 + col``), so its FC weight keeps the reference layout. Label noise
 (``disc_c_noise``) is the pure function :func:`add_label_noise`, applied by the training step.
+
+Precision (reference-spec §4): the blocks at the ``num_bf16_res`` highest resolutions compute in
+bfloat16 (``layers.block_dtype``; Head360's ``--d_num_fp16_res`` 4 with conv_clamp 256: 512, 256,
+128 and 64), the others in ``compute_dtype``. The label mappings and the epilogue (minibatch
+stddev, the 4 x 4 conv, FCs, projection) are always float32, as the reference's epilogue, so the
+logits are float32.
 """
 
 import math
@@ -27,6 +33,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
+from head360_jax.models import layers
 from head360_jax.models.layers import EqualizedConv2d, EqualizedDense, resize_bilinear
 from head360_jax.models.stylegan import MappingNetwork
 
@@ -103,6 +110,7 @@ class DiscriminatorBlock(nnx.Module):
   reads the image instead of features. Then ``skip`` (FIR down 2, 1x1 conv, no bias, linear) and
   ``conv1(conv0(x))`` (3x3 lrelu; 3x3 lrelu with FIR down 2) are summed, each scaled by sqrt(0.5).
   ``conv_clamp`` clamps fromrgb/conv0 to +-clamp and conv1 to +-clamp * sqrt(0.5) (skip: none).
+  All four convs compute in ``dtype``; the output is in it.
 
   Source: EG3D ``training/networks_stylegan2.py`` ``DiscriminatorBlock`` (architecture 'resnet').
   """
@@ -116,14 +124,15 @@ class DiscriminatorBlock(nnx.Module):
     img_channels: int = 6,
     conv_clamp: float | None = None,
     resample_filter: tuple[int, ...] = (1, 3, 3, 1),
+    dtype: jnp.dtype = jnp.float32,
     rngs: nnx.Rngs,
   ):
-    conv = dict(activation='lrelu', conv_clamp=conv_clamp, resample_filter=resample_filter, rngs=rngs)
+    conv = dict(activation='lrelu', conv_clamp=conv_clamp, resample_filter=resample_filter, dtype=dtype, rngs=rngs)
     self.fromrgb = EqualizedConv2d(img_channels, tmp_channels, 1, **conv) if in_channels == 0 else None
     self.conv0 = EqualizedConv2d(tmp_channels, tmp_channels, 3, **conv)
     self.conv1 = EqualizedConv2d(tmp_channels, out_channels, 3, down=2, **conv)
     self.skip = EqualizedConv2d(
-      tmp_channels, out_channels, 1, bias=False, down=2, resample_filter=resample_filter, rngs=rngs
+      tmp_channels, out_channels, 1, bias=False, down=2, resample_filter=resample_filter, dtype=dtype, rngs=rngs
     )
 
   def __call__(
@@ -189,6 +198,7 @@ class DiscriminatorEpilogue(nnx.Module):
       raise ValueError(f'epilogue expects {self.resolution}x{self.resolution} features, got {x.shape}')
     if self.cmap_dim > 0 and (cmap is None or cmap.shape[-1] != self.cmap_dim):
       raise ValueError(f'epilogue expects cmap (b, {self.cmap_dim}), got {None if cmap is None else cmap.shape}')
+    x = x.astype(jnp.float32)  # float32 whatever the last block's precision, as the reference
     if self.mbstd_num_channels > 0:
       x = minibatch_stddev(x, self.mbstd_group_size, self.mbstd_num_channels)
     x = self.conv(x)
@@ -222,10 +232,12 @@ class DualDiscriminator(nnx.Module):
     mbstd_group_size, mbstd_num_channels: minibatch-stddev settings (``--mbstd-group`` 2 in Head360).
     num_mapping_layers: FC layers in each label mapping.
     conv_clamp: clamp of the conv outputs (256 in Head360, set with fp16; None = off).
+    num_bf16_res: blocks at this many highest resolutions compute in bfloat16 (Head360: 4).
+    compute_dtype: dtype of the other blocks (the epilogue and label mappings stay float32).
     rngs: parameter initialisation.
 
   Raises:
-    ValueError: on a resolution that is not a power of two >= 8.
+    ValueError: on a resolution that is not a power of two >= 8, or ``num_bf16_res < 0``.
   """
 
   def __init__(
@@ -243,6 +255,8 @@ class DualDiscriminator(nnx.Module):
     mbstd_num_channels: int = 1,
     num_mapping_layers: int = 8,
     conv_clamp: float | None = 256,
+    num_bf16_res: int = 0,
+    compute_dtype: jnp.dtype = jnp.float32,
     rngs: nnx.Rngs,
   ):
     if resolution < 8 or resolution & (resolution - 1):
@@ -262,6 +276,7 @@ class DualDiscriminator(nnx.Module):
         channels(res // 2),
         img_channels=2 * img_channels,
         conv_clamp=conv_clamp,
+        dtype=layers.block_dtype(res, resolution, num_bf16_res, compute_dtype),
         rngs=rngs,
       )
       setattr(self, f'b{res}', block)

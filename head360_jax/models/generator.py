@@ -25,6 +25,20 @@ Optional front-view refinement (``mouth_unet``, ``blending_unet``; reference-spe
 the composition, the front view's ``c`` channels of plane 0 go through the mouth crop (box from
 the 12 lip landmarks) -> mouth StyleUNet -> paste, then the neural-blending StyleUNet, both
 styled by the hair branch's ``w_h`` (the reference's ``eg3d_ws``).
+
+Styles: ``ws['texture']``, ``ws['hair']`` and ``ws['sr']`` are (b, w) per sample (broadcast to
+every layer), or (b, n, w) per layer for style mixing (``stylegan.mix_styles``); the hair
+branch's per-layer styles drive the static planes and both StyleUNets (same layer count).
+
+Precision (``layers.py``; reference-spec §3.3, §3.10, §5.2): ``compute_dtype`` 'float32' with
+``sr_num_bf16_res`` > 0 is the reference's mixed precision (the SR blocks in bfloat16, clamp
+256; the StyleGAN2/StyleUNet blocks at the ``num_bf16_res`` highest resolutions, 0 in the
+reference). 'bfloat16' runs every synthesis, StyleUNet and SR convolution in bfloat16. Always
+float32, because bfloat16's 8-bit mantissa is not enough there: the mapping and affine (style)
+layers and the demodulation; the rasterisation and texture/plane sampling (sub-pixel
+coordinates); the decoder and volume rendering (the density regulariser compares densities of
+points 0.004 apart, below bfloat16's relative resolution of 2^-8; transmittance is a product
+over 96 samples); every skip/toRGB image sum.
 """
 
 import dataclasses
@@ -36,7 +50,7 @@ from flax import nnx
 from jaxtyping import Array, Float, Int
 
 from head360_jax.models import decoder as decoder_lib
-from head360_jax.models import stylegan, styleunet, superres
+from head360_jax.models import layers, stylegan, styleunet, superres
 from head360_jax.rendering import hexplane, hexplane_views, mouth, ray_sampling
 from head360_jax.rendering import render as render_lib
 
@@ -66,6 +80,9 @@ class GeneratorConfig:
   stage: int = 1
   mouth_unet: bool = False  # mouth crop -> StyleUNet -> paste on the front view (spec §3.6)
   blending_unet: bool = False  # neural-blending StyleUNet over the whole front view (spec §3.6)
+  compute_dtype: str = 'float32'  # 'float32' | 'bfloat16' (see the module docstring)
+  num_bf16_res: int = 0  # texture/static StyleGAN2s and StyleUNets: bf16 highest resolutions (reference 0)
+  sr_num_bf16_res: int = 0  # super-resolution: bf16 highest resolutions (reference 4 = all, clamp 256)
 
 
 class Topology(nnx.Variable):
@@ -95,14 +112,17 @@ class Head360Generator(nnx.Module):
       rngs: parameter initialisation.
 
     Raises:
-      ValueError: if ``config.mouth_unet`` is on without 12 landmark vertices.
+      ValueError: if ``config.mouth_unet`` is on without 12 landmark vertices, on an unknown
+        ``compute_dtype`` or a negative ``num_bf16_res``.
     """
     self.config = config
     cfg = config
     plane_channels = 2 * cfg.texture_channels
     self.faces = Topology(jnp.asarray(faces, jnp.int32))
     self.face_uv_coords = Topology(jnp.asarray(face_uv_coords, jnp.float32))
-    unet_args = dict(channel_base=cfg.channel_base, channel_max=cfg.channel_max, rngs=rngs)
+    dtype = layers.compute_dtype(cfg.compute_dtype)
+    precision = dict(num_bf16_res=cfg.num_bf16_res, compute_dtype=dtype)
+    unet_args = dict(channel_base=cfg.channel_base, channel_max=cfg.channel_max, **precision, rngs=rngs)
     if cfg.mouth_unet:
       if landmark_vertices is None or len(landmark_vertices) < 12:
         raise ValueError('mouth_unet needs the 12 lip landmark vertices (landmark_vertices[:12])')
@@ -148,6 +168,7 @@ class Head360Generator(nnx.Module):
       cfg.texture_channels,
       channel_base=cfg.channel_base,
       channel_max=cfg.channel_max,
+      **precision,
       rngs=rngs,
     )
     self.static_synthesis = stylegan.SynthesisNetwork(
@@ -156,6 +177,7 @@ class Head360Generator(nnx.Module):
       3 * plane_channels,
       channel_base=cfg.channel_base,
       channel_max=cfg.channel_max,
+      **precision,
       rngs=rngs,
     )
     self.decoder = decoder_lib.Decoder(plane_channels, cfg.decoder_hidden, cfg.feature_channels, rngs=rngs)
@@ -165,6 +187,8 @@ class Head360Generator(nnx.Module):
       cfg.neural_rendering_resolution,
       cfg.image_resolution,
       channels=cfg.sr_channels,
+      num_bf16_res=cfg.sr_num_bf16_res,
+      compute_dtype=dtype,
       rngs=rngs,
     )
 
@@ -178,8 +202,8 @@ class Head360Generator(nnx.Module):
   def neural_texture(
     self, ws: dict[str, Array], *, noise_mode: str = 'random', key: jax.Array | None = None
   ) -> Float[Array, 'b T T c']:
-    """The neural texture (b, T, T, c) synthesised from ``ws['texture']`` (paper Fig. 2)."""
-    ws_texture = stylegan.broadcast(ws['texture'], self.texture_synthesis.num_ws)
+    """The neural texture (b, T, T, c) synthesised from ``ws['texture']`` (b, w) or (b, n, w) (paper Fig. 2)."""
+    ws_texture = stylegan.layer_styles(ws['texture'], self.texture_synthesis.num_ws)
     return self.texture_synthesis(ws_texture, noise_mode=noise_mode, key=key)
 
   def planes(
@@ -199,7 +223,7 @@ class Head360Generator(nnx.Module):
     """
     cfg = self.config
     keys = jax.random.split(key, 2) if key is not None else (None, None)
-    ws_hair = stylegan.broadcast(ws['hair'], self.static_synthesis.num_ws)
+    ws_hair = stylegan.layer_styles(ws['hair'], self.static_synthesis.num_ws)
     if texture is None:
       texture = self.neural_texture(ws, noise_mode=noise_mode, key=keys[0])
     hex_planes = hexplane_views.hexplanes(
@@ -218,7 +242,7 @@ class Head360Generator(nnx.Module):
     self,
     planes: Float[Array, 'b 3 P P 2c'],
     vertices: Float[Array, 'b v 3'],
-    w: Float[Array, 'b w'],
+    w: Float[Array, 'b w'] | Float[Array, 'b n w'],
     *,
     noise_mode: str,
     key: jax.Array | None,
@@ -232,10 +256,11 @@ class Head360Generator(nnx.Module):
       landmarks = vertices[:, self.landmark_vertices[...]]
       box = jax.vmap(lambda lms: hexplane_views.mouth_box(lms, front.shape[1]))(jax.lax.stop_gradient(landmarks))
       crop = mouth.mouth_crop(front, box, self.mouth_unet.in_size)
-      patch = self.mouth_unet(crop, stylegan.broadcast(w, self.mouth_unet.num_ws), noise_mode=noise_mode, key=key_mouth)
+      ws_mouth = stylegan.layer_styles(w, self.mouth_unet.num_ws)
+      patch = self.mouth_unet(crop, ws_mouth, noise_mode=noise_mode, key=key_mouth)
       front = mouth.mouth_paste(front, patch, box)
     if self.blending_unet is not None:
-      ws_blend = stylegan.broadcast(w, self.blending_unet.num_ws)
+      ws_blend = stylegan.layer_styles(w, self.blending_unet.num_ws)
       front = self.blending_unet(front, ws_blend, noise_mode=noise_mode, key=key_blend)
     return planes.at[:, 0, :, :, :channels].set(front)
 
@@ -253,7 +278,8 @@ class Head360Generator(nnx.Module):
     """Renders images from styles (``mapping``), cameras ``c`` and meshes.
 
     Args:
-      ws: styles from ``mapping`` (possibly truncated by the caller).
+      ws: styles from ``mapping`` (possibly truncated by the caller), each (b, w) or per layer
+        (b, n, w) (the synthesis network's ``num_ws``; ``ws['sr']``: only the last is read).
       c: (b, 25) cameras (docs/conventions.md); (b, 77) labels are accepted.
       vertices: (b, v, 3) meshes in mesh units (``bilinear.vertices(model, s, b)``).
       key: randomness for synthesis noise and ray jitter; None = deterministic
@@ -286,7 +312,7 @@ class Head360Generator(nnx.Module):
     features = out['features'].reshape(-1, res, res, cfg.feature_channels)
     # render_rays already maps the white-backed features to [-1, 1] (spec §3.9).
     image_raw = features[..., :3]
-    ws_sr = stylegan.broadcast(ws['sr'], self.superres.num_ws)
+    ws_sr = stylegan.broadcast(ws['sr'], self.superres.num_ws) if ws['sr'].ndim == 2 else ws['sr']
     image = self.superres(image_raw, features, ws_sr)
     return {'image': image, 'image_raw': image_raw, 'image_depth': out['depth'].reshape(-1, res, res, 1)}
 

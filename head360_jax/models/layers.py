@@ -15,6 +15,14 @@ weights ``(in, out)``. The numbers follow the StyleGAN2 code that EG3D and Head3
   (a transposed convolution), the others as a cross-correlation (torch ``conv2d``).
 * Modules own parameters only; the math lives in the pure functions. ``Buffer`` variables (the
   const noise images of ``synthesis.py``) are saved with a model but never trained.
+* Mixed precision (reference-spec §3.10, §4, §5.2: fp16 with ``conv_clamp`` 256 on the SR network
+  and the discriminator's 4 highest resolutions): the pure functions compute in the dtype of their
+  input ``x`` (weights, filters, styles and biases are cast to it); a conv module casts its input
+  to its static ``dtype``. Parameters stay float32 (cast at use), so gradients and optimiser
+  state are float32. We use bfloat16 rather than float16: it has float32's exponent range, so it
+  needs neither loss scaling nor the reference's fp16 overflow guards (the clamp is kept where
+  the reference clamps, since it changes results). ``block_dtype`` is the one rule that picks
+  the dtype of a block from its resolution.
 """
 
 import math
@@ -28,6 +36,7 @@ from jaxtyping import Array, Float
 
 _DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
 _ACTIVATION_GAINS = {'linear': 1.0, 'lrelu': math.sqrt(2.0)}
+COMPUTE_DTYPES = ('float32', 'bfloat16')
 
 
 class Buffer(nnx.Variable):
@@ -37,6 +46,35 @@ class Buffer(nnx.Variable):
 def parameter_count(module: nnx.Module) -> int:
   """Number of trainable scalars (``nnx.Param`` leaves) in ``module``; buffers are not counted."""
   return sum(int(x.size) for x in jax.tree.leaves(nnx.state(module, nnx.Param)))
+
+
+def compute_dtype(name: str) -> jnp.dtype:
+  """The dtype named ``name``, one of ``COMPUTE_DTYPES`` ('float32', 'bfloat16').
+
+  Raises:
+    ValueError: for any other name.
+  """
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f'compute dtype must be one of {COMPUTE_DTYPES}, got {name!r}')
+  return jnp.dtype(name)
+
+
+def block_dtype(resolution: int, top_resolution: int, num_bf16_res: int, base: jnp.dtype = jnp.float32) -> jnp.dtype:
+  """Compute dtype of a block at ``resolution`` in a network whose highest resolution is ``top_resolution``.
+
+  StyleGAN2-ADA's ``num_fp16_res`` rule (reference-spec §3.10, §4), in bfloat16: a block runs in
+  bfloat16 if ``num_bf16_res > 0`` and ``resolution >= max(2 ** (log2(top_resolution) + 1 -
+  num_bf16_res), 8)`` (the ``num_bf16_res`` highest resolutions, never 4x4); otherwise in
+  ``base`` (float32, or bfloat16 for a whole-model bfloat16 run). E.g. top 512, 4 -> 512, 256,
+  128 and 64 (Head360's discriminator).
+
+  Raises:
+    ValueError: if ``num_bf16_res < 0``.
+  """
+  if num_bf16_res < 0:
+    raise ValueError(f'num_bf16_res must be >= 0, got {num_bf16_res}')
+  threshold = max(2 ** (int(math.log2(top_resolution)) + 1 - num_bf16_res), 8)
+  return jnp.dtype(jnp.bfloat16) if num_bf16_res > 0 and resolution >= threshold else jnp.dtype(base)
 
 
 def setup_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> Float[Array, 'fh fw']:
@@ -112,13 +150,15 @@ def bias_act(
       'lrelu'). A layer with an extra gain g passes ``default * g`` (as the reference does).
     clamp: if set, the output is clipped to [-clamp, clamp].
 
+  The result has ``x``'s dtype (``b`` is cast to it).
+
   Raises:
     ValueError: for an unknown activation.
   """
   if activation not in _ACTIVATION_GAINS:
     raise ValueError(f'activation must be one of {tuple(_ACTIVATION_GAINS)}, got {activation!r}')
   if b is not None:
-    x = x + b
+    x = x + b.astype(x.dtype)
   if activation == 'lrelu':
     x = jax.nn.leaky_relu(x, 0.2)
   gain = _ACTIVATION_GAINS[activation] if gain is None else gain
@@ -157,9 +197,12 @@ def conv2d_resample(
   * ``down > 1``: FIR filter, then a strided cross-correlation: (h, w) -> (h/down, w/down).
   * otherwise: a cross-correlation with ``padding`` zeros on every side.
 
+  Computes in ``x``'s dtype (``weight`` and ``f`` are cast to it).
+
   Raises:
     ValueError: if both ``up`` and ``down`` exceed 1 (not used by these networks).
   """
+  weight = weight.astype(x.dtype)
   k, fw = weight.shape[0], f.shape[1]
   if up > 1 and down > 1:
     raise ValueError('conv2d_resample: up and down together are not supported')
@@ -198,7 +241,9 @@ def modulated_conv2d(
   ``d[n, o] = 1 / sqrt(sum_{kh, kw, i} W'[n]**2 + 1e-8)``. ``fused`` convolves every sample with
   its own kernel (the reference's grouped convolution, used at inference); otherwise the
   activations are scaled before (``s``) and after (``d``) one shared convolution (the reference's
-  training path). Both give the same result up to float rounding.
+  training path). Both give the same result up to float rounding. The convolution runs in ``x``'s
+  dtype; the styles and demodulation coefficients are computed from the float32 weight and cast
+  to it (as the reference's fp16 path).
 
   Args:
     x: (b, h, w, i) activations.
@@ -221,8 +266,8 @@ def modulated_conv2d(
       kernels = kernels * dcoefs[:, None, None, None, :]
     convolve = lambda xi, wi: conv2d_resample(xi[None], wi, f, up=up, padding=padding)[0]
     return jax.vmap(convolve)(x, kernels)
-  x = conv2d_resample(x * styles[:, None, None, :], weight, f, up=up, padding=padding)
-  return x if dcoefs is None else x * dcoefs[:, None, None, :]
+  x = conv2d_resample(x * styles[:, None, None, :].astype(x.dtype), weight, f, up=up, padding=padding)
+  return x if dcoefs is None else x * dcoefs[:, None, None, :].astype(x.dtype)
 
 
 class EqualizedDense(nnx.Module):
@@ -258,7 +303,8 @@ class EqualizedConv2d(nnx.Module):
   """Convolution with equalised learning rate (StyleGAN2 ``Conv2dLayer``; golden disc_block_resnet).
 
   ``y = clamp(act(conv(x, W / sqrt(i * k * k)) + b) * act_gain * gain)`` with FIR up/down-sampling
-  as in ``conv2d_resample`` and padding ``k // 2``; clamp = ``conv_clamp * gain``.
+  as in ``conv2d_resample`` and padding ``k // 2``; clamp = ``conv_clamp * gain``. Computes in
+  ``dtype`` (input and weight cast to it; output in it).
   """
 
   def __init__(
@@ -273,6 +319,7 @@ class EqualizedConv2d(nnx.Module):
     down: int = 1,
     conv_clamp: float | None = None,
     resample_filter: Sequence[float] = (1, 3, 3, 1),
+    dtype: jnp.dtype = jnp.float32,
     rngs: nnx.Rngs,
   ):
     shape = (kernel_size, kernel_size, in_channels, out_channels)
@@ -281,9 +328,11 @@ class EqualizedConv2d(nnx.Module):
     self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size**2)
     self.activation, self.up, self.down, self.conv_clamp = activation, up, down, conv_clamp
     self.resample_filter = tuple(resample_filter)
+    self.dtype = jnp.dtype(dtype)
 
   def __call__(self, x: Float[Array, 'b h w i'], gain: float = 1.0) -> Float[Array, 'b hh ww o']:
     """Applies the layer; ``gain`` scales the output and the clamp (resnet branches use sqrt 0.5)."""
+    x = x.astype(self.dtype)
     weight = self.weight[...] * self.weight_gain
     padding = weight.shape[0] // 2
     x = conv2d_resample(x, weight, setup_filter(self.resample_filter), self.up, self.down, padding)

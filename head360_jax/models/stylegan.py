@@ -7,13 +7,15 @@ Source: reference-spec §3.2 (Head360's mapping: 2 layers, camera embedding widt
 §3.3 (skip-architecture synthesis, channels ``min(channel_base // res, channel_max)``), §4
 (the discriminator's label mappings are the EG3D mapping with z_dim 0). The tracked average
 ``w_avg`` is not module state: ``update_w_avg`` returns a new one (the training state holds
-it), and ``truncate`` takes it as an argument.
+it), and ``truncate`` takes it as an argument. Styles are per sample (b, w) or per layer
+(b, n, w): ``layer_styles`` turns either into (b, n, w); style mixing (StyleGAN2's
+``style_mixing_prob``, 0 in Head360, reference-spec §5.1) is ``mixing_cutoffs`` + ``mix_styles``.
 """
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 from head360_jax.models import layers, synthesis
 
@@ -101,6 +103,44 @@ def broadcast(w: Float[Array, 'b wd'], num_ws: int) -> Float[Array, 'b n wd']:
   return jnp.broadcast_to(w[:, None, :], (w.shape[0], num_ws, w.shape[1]))
 
 
+def layer_styles(ws: Float[Array, 'b wd'] | Float[Array, 'b n wd'], num_ws: int) -> Float[Array, 'b n wd']:
+  """Per-layer styles (b, num_ws, w): a (b, w) style is broadcast, a (b, num_ws, w) one returned as is.
+
+  Raises:
+    ValueError: for any other shape.
+  """
+  if ws.ndim == 2:
+    return broadcast(ws, num_ws)
+  if ws.ndim != 3 or ws.shape[1] != num_ws:
+    raise ValueError(f'styles must be (b, w) or (b, {num_ws}, w), got {ws.shape}')
+  return ws
+
+
+def mixing_cutoffs(key: jax.Array, batch: int, num_ws: int, prob: float | Array) -> Int[Array, ' b']:
+  """Style-mixing cutoffs (b,) int32: per sample, with probability ``prob`` uniform in [1, num_ws), else num_ws.
+
+  StyleGAN2's ``style_mixing_prob`` (Head360 and EG3D train with 0, reference-spec §5.1); a
+  cutoff of ``num_ws`` means no mixing. The reference draws one coin and one cutoff per batch;
+  here each sample draws its own.
+
+  Raises:
+    ValueError: if ``num_ws < 2`` (nothing to mix).
+  """
+  if num_ws < 2:
+    raise ValueError(f'style mixing needs num_ws >= 2, got {num_ws}')
+  key_coin, key_cut = jax.random.split(key)
+  cutoffs = jax.random.randint(key_cut, (batch,), 1, num_ws)
+  return jnp.where(jax.random.uniform(key_coin, (batch,)) < prob, cutoffs, num_ws).astype(jnp.int32)
+
+
+def mix_styles(
+  ws: Float[Array, 'b n wd'], ws_mix: Float[Array, 'b n wd'], cutoffs: Int[Array, ' b']
+) -> Float[Array, 'b n wd']:
+  """Per sample, layers ``[0, cutoff)`` from ``ws`` and ``[cutoff, n)`` from ``ws_mix`` (StyleGAN2 style mixing)."""
+  first = jnp.arange(ws.shape[1])[None, :] < cutoffs[:, None]
+  return jnp.where(first[..., None], ws, ws_mix)
+
+
 def truncate(
   ws: Float[Array, 'b n wd'], w_avg: Float[Array, ' wd'], psi: float = 1.0, cutoff: int | None = None
 ) -> Float[Array, 'b n wd']:
@@ -122,7 +162,7 @@ class SynthesisNetwork(nnx.Module):
   has ``min(channel_base // res, channel_max)`` channels; ``b4`` starts from a learned const.
   Block k reads ``ws[:, i : i + num_conv + num_torgb]`` and ``i`` advances by ``num_conv``, so a
   block's toRGB shares its style with the next block's first conv. ``num_ws = 2 log2(r) - 2``.
-  No output activation.
+  No output activation; the output is float32 whatever the blocks' precision.
   """
 
   def __init__(
@@ -134,6 +174,8 @@ class SynthesisNetwork(nnx.Module):
     channel_base: int = 32768,
     channel_max: int = 512,
     conv_clamp: float | None = None,
+    num_bf16_res: int = 0,
+    compute_dtype: jnp.dtype = jnp.float32,
     rngs: nnx.Rngs,
   ):
     """Builds the network.
@@ -144,10 +186,13 @@ class SynthesisNetwork(nnx.Module):
       out_channels: output channels (32 for the neural texture, 192 for the static planes).
       channel_base, channel_max: channel rule above (Head360: 32768, 512).
       conv_clamp: clamp of every layer's output (None in Head360's generators).
+      num_bf16_res: the blocks at this many highest resolutions compute in bfloat16
+        (``layers.block_dtype``; Head360's ``--g_num_fp16_res`` is 0, reference-spec §3.3).
+      compute_dtype: dtype of the other blocks (float32, or bfloat16 for a whole-model bf16 run).
       rngs: parameter initialisation.
 
     Raises:
-      ValueError: if ``resolution`` is not a power of two >= 4.
+      ValueError: if ``resolution`` is not a power of two >= 4 or ``num_bf16_res < 0``.
     """
     if resolution < 4 or resolution & (resolution - 1):
       raise ValueError(f'resolution must be a power of two >= 4, got {resolution}')
@@ -156,8 +201,9 @@ class SynthesisNetwork(nnx.Module):
     self.num_ws = 0
     for res in self.resolutions:
       in_channels = channels[res // 2] if res > 4 else 0
+      dtype = layers.block_dtype(res, resolution, num_bf16_res, compute_dtype)
       block = synthesis.SynthesisBlock(
-        in_channels, channels[res], w_dim, res, out_channels, conv_clamp=conv_clamp, rngs=rngs
+        in_channels, channels[res], w_dim, res, out_channels, conv_clamp=conv_clamp, dtype=dtype, rngs=rngs
       )
       setattr(self, f'b{res}', block)
       self.num_ws += block.num_conv

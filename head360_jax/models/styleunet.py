@@ -26,6 +26,10 @@ Channels follow the synthesis rule ``C(r) = min(channel_base // r, channel_max)`
 
 Only used weights exist (reference-spec §3.3): the reference also builds the skipped blocks
 ``b4 ... b{final_size}`` and a fusion conv at ``in_size`` that no forward pass reads.
+
+Precision: encoder blocks (by input resolution), fusion convs (by feature resolution) and
+synthesis blocks at the ``num_bf16_res`` highest resolutions compute in bfloat16
+(``layers.block_dtype`` with the output resolution as the top; Head360's generator uses 0).
 """
 
 import math
@@ -45,10 +49,20 @@ class EncoderBlock(nnx.Module):
   mirror the reference names; the reference's unused resnet ``skip`` conv is not built.
   """
 
-  def __init__(self, cond_channels: int, in_channels: int, out_channels: int, *, downsample: bool, rngs: nnx.Rngs):
-    self.fromrgb = layers.EqualizedConv2d(cond_channels, in_channels, 1, bias=False, rngs=rngs)
-    self.conv1 = layers.EqualizedConv2d(in_channels, in_channels, 3, activation='lrelu', rngs=rngs)
-    self.conv2 = layers.EqualizedConv2d(in_channels, out_channels, 3, activation='lrelu', down=2, rngs=rngs)
+  def __init__(
+    self,
+    cond_channels: int,
+    in_channels: int,
+    out_channels: int,
+    *,
+    downsample: bool,
+    dtype: jnp.dtype = jnp.float32,
+    rngs: nnx.Rngs,
+  ):
+    conv = dict(dtype=dtype, rngs=rngs)
+    self.fromrgb = layers.EqualizedConv2d(cond_channels, in_channels, 1, bias=False, **conv)
+    self.conv1 = layers.EqualizedConv2d(in_channels, in_channels, 3, activation='lrelu', **conv)
+    self.conv2 = layers.EqualizedConv2d(in_channels, out_channels, 3, activation='lrelu', down=2, **conv)
     self.downsample = downsample
 
   def __call__(
@@ -90,6 +104,8 @@ class StyleUNet(nnx.Module):
     channel_max: int = 512,
     num_cond_res: int,
     conv_clamp: float | None = None,
+    num_bf16_res: int = 0,
+    compute_dtype: jnp.dtype = jnp.float32,
     rngs: nnx.Rngs,
   ):
     """Builds the network.
@@ -106,11 +122,13 @@ class StyleUNet(nnx.Module):
       num_cond_res: encoder features at resolutions below this enter the decoder (64 mouth,
         256 blending).
       conv_clamp: clamp of the synthesis layers (None in Head360).
+      num_bf16_res: layers at this many highest resolutions compute in bfloat16 (see above).
+      compute_dtype: dtype of the other layers.
       rngs: parameter initialisation.
 
     Raises:
       ValueError: unless all sizes are powers of two with ``4 <= final_size < num_cond_res <=
-        in_size`` and ``2 final_size <= output_resolution``.
+        in_size`` and ``2 final_size <= output_resolution``, and ``num_bf16_res >= 0``.
     """
     for value, name in [(in_size, 'in_size'), (final_size, 'final_size'), (output_resolution, 'output_resolution')]:
       _log2(value, name)
@@ -122,20 +140,23 @@ class StyleUNet(nnx.Module):
         f'output_resolution={output_resolution}'
       )
     channels = lambda res: min(channel_base // res, channel_max)
+    dtype = lambda res: layers.block_dtype(res, output_resolution, num_bf16_res, compute_dtype)
     self.in_size, self.final_size, self.num_cond_res = in_size, final_size, num_cond_res
     self.in_channels, self.out_channels, self.w_dim = in_channels, out_channels, w_dim
     self.encoder_resolutions = tuple(in_size >> k for k in range(_log2(in_size // final_size, 'ratio')))
     for res in self.encoder_resolutions:
-      block = EncoderBlock(in_channels, channels(res), channels(res // 2), downsample=res < in_size, rngs=rngs)
+      block = EncoderBlock(
+        in_channels, channels(res), channels(res // 2), downsample=res < in_size, dtype=dtype(res), rngs=rngs
+      )
       setattr(self, f'enc{res}', block)
     self.fused_resolutions = tuple(final_size << k for k in range(_log2(num_cond_res // final_size, 'ratio')))
     for res in self.fused_resolutions:
       fuse_in = channels(res) * (1 if res == final_size else 2)
-      setattr(self, f'fuse{res}', layers.EqualizedConv2d(fuse_in, channels(res), 3, rngs=rngs))
+      setattr(self, f'fuse{res}', layers.EqualizedConv2d(fuse_in, channels(res), 3, dtype=dtype(res), rngs=rngs))
     self.decoder_resolutions = tuple(2 * final_size << k for k in range(_log2(output_resolution // final_size, 'R')))
     for res in self.decoder_resolutions:
       block = synthesis.SynthesisBlock(
-        channels(res // 2), channels(res), w_dim, res, out_channels, conv_clamp=conv_clamp, rngs=rngs
+        channels(res // 2), channels(res), w_dim, res, out_channels, conv_clamp=conv_clamp, dtype=dtype(res), rngs=rngs
       )
       setattr(self, f'b{res}', block)
     self.num_ws = 2 * _log2(output_resolution, 'output_resolution') - 2

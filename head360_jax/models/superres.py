@@ -12,6 +12,11 @@ Every layer of every block uses the same style, the last of ``ws``; noise is off
 Generalised here: ``len(channels)`` blocks, so the first block's input size is
 ``output_resolution / 2**len(channels)`` (the input is resized only when that differs from
 ``input_resolution``); e.g. a tiny config ``SuperResolution(C, w, 32, 64, channels=(32,))``.
+
+Precision: the reference runs both blocks in fp16 with the clamp at 256 (``--sr_num_fp16_res`` 4,
+any value > 0 meaning all blocks). Here the blocks at the ``num_bf16_res`` highest resolutions
+run in bfloat16 (``layers.block_dtype``), which is every block of the 8XDC for any value >= 2;
+the resize and the skip image stay float32, and the output is float32.
 """
 
 import jax
@@ -35,6 +40,8 @@ class SuperResolution(nnx.Module):
     channels: tuple[int, ...] = (256, 128),
     conv_clamp: float | None = 256,
     antialias: bool = True,
+    num_bf16_res: int = 0,
+    compute_dtype: jnp.dtype = jnp.float32,
     rngs: nnx.Rngs,
   ):
     """Builds the network.
@@ -47,11 +54,14 @@ class SuperResolution(nnx.Module):
       channels: output channels of each block (each block doubles the resolution).
       conv_clamp: clamp of every layer's output (256 in Head360: its SR blocks are fp16 there).
       antialias: antialiased resize (Head360 ``sr_antialias`` True).
+      num_bf16_res: blocks at this many highest resolutions compute in bfloat16 (Head360: 4, i.e.
+        all; 0 = float32, as this module's golden test).
+      compute_dtype: dtype of the other blocks.
       rngs: parameter initialisation.
 
     Raises:
-      ValueError: if ``channels`` is empty or ``output_resolution`` is not divisible by
-        ``2**len(channels)``.
+      ValueError: if ``channels`` is empty, ``output_resolution`` is not divisible by
+        ``2**len(channels)``, or ``num_bf16_res < 0``.
     """
     if not channels or output_resolution % 2 ** len(channels):
       raise ValueError(f'output_resolution {output_resolution} must be divisible by 2**len(channels={channels})')
@@ -62,7 +72,10 @@ class SuperResolution(nnx.Module):
     previous, resolution = in_channels, self.block_input_resolution
     for idx, out_channels in enumerate(channels):
       resolution *= 2
-      block = synthesis.SynthesisBlock(previous, out_channels, w_dim, resolution, 3, conv_clamp=conv_clamp, rngs=rngs)
+      dtype = layers.block_dtype(resolution, output_resolution, num_bf16_res, compute_dtype)
+      block = synthesis.SynthesisBlock(
+        previous, out_channels, w_dim, resolution, 3, conv_clamp=conv_clamp, dtype=dtype, rngs=rngs
+      )
       setattr(self, f'block{idx}', block)
       previous = out_channels
 

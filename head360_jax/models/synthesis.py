@@ -7,6 +7,10 @@ NHWC throughout; built from the equalised layers and pure functions of ``layers.
 (reference-spec §3.3; goldens ``synthesis_layer``, ``synthesis_layer_up``, ``torgb``,
 ``synthesis_block_skip``, ``synthesis_block_clamp256``). Noise inputs: ``'random'`` (needs a
 ``key``), ``'const'`` (the stored ``noise_const`` buffer) or ``'none'``.
+
+Precision (``layers.py``): each layer computes in its ``dtype`` (a block passes its own to its
+layers); the affine styles and demodulation stay float32, and a block's skip image ``img`` is
+always float32 (the reference casts each toRGB output to float32 before adding it).
 """
 
 import math
@@ -43,6 +47,7 @@ class SynthesisLayer(nnx.Module):
   ``styles = affine(w)`` (dense, bias init 1); ``layers.modulated_conv2d`` with demodulation (``up`` 1 or
   2); noise ``strength * noise`` (learned scalar, init 0) added before the bias; lrelu * sqrt 2;
   clamp to +-``conv_clamp``. ``resolution`` is the output size (the const noise image's size).
+  Computes in ``dtype`` (the input is cast to it; the output is in it).
   """
 
   def __init__(
@@ -57,6 +62,7 @@ class SynthesisLayer(nnx.Module):
     activation: str = 'lrelu',
     conv_clamp: float | None = None,
     resample_filter: Sequence[float] = (1, 3, 3, 1),
+    dtype: jnp.dtype = jnp.float32,
     rngs: nnx.Rngs,
   ):
     self.affine = layers.EqualizedDense(w_dim, in_channels, bias_init=1.0, rngs=rngs)
@@ -67,6 +73,7 @@ class SynthesisLayer(nnx.Module):
     self.bias = nnx.Param(jnp.zeros((out_channels,)))
     self.up, self.activation, self.conv_clamp = up, activation, conv_clamp
     self.resample_filter = tuple(resample_filter)
+    self.dtype = jnp.dtype(dtype)
 
   def __call__(
     self,
@@ -84,7 +91,7 @@ class SynthesisLayer(nnx.Module):
     """
     weight = self.weight[...]
     x = layers.modulated_conv2d(
-      x,
+      x.astype(self.dtype),
       weight,
       self.affine(w),
       up=self.up,
@@ -94,7 +101,7 @@ class SynthesisLayer(nnx.Module):
     )
     noise = _noise(noise_mode, key, self.noise_strength[...], self.noise_const[...], x.shape)
     if noise is not None:
-      x = x + noise
+      x = x + noise.astype(x.dtype)
     return layers.bias_act(x, self.bias[...], self.activation, clamp=self.conv_clamp)
 
 
@@ -102,7 +109,7 @@ class ToRGBLayer(nnx.Module):
   """Modulated 1x1 convolution without demodulation + bias (StyleGAN2 ``ToRGBLayer``; golden torgb).
 
   The equalised-lr gain ``1 / sqrt(i * k * k)`` is folded into the styles; linear; clamp to
-  +-``conv_clamp``.
+  +-``conv_clamp``. Computes in ``dtype``.
   """
 
   def __init__(
@@ -113,6 +120,7 @@ class ToRGBLayer(nnx.Module):
     *,
     kernel_size: int = 1,
     conv_clamp: float | None = None,
+    dtype: jnp.dtype = jnp.float32,
     rngs: nnx.Rngs,
   ):
     self.affine = layers.EqualizedDense(w_dim, in_channels, bias_init=1.0, rngs=rngs)
@@ -121,13 +129,16 @@ class ToRGBLayer(nnx.Module):
     self.bias = nnx.Param(jnp.zeros((out_channels,)))
     self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size**2)
     self.conv_clamp = conv_clamp
+    self.dtype = jnp.dtype(dtype)
 
   def __call__(
     self, x: Float[Array, 'b h w i'], w: Float[Array, 'b wd'], *, fused_modconv: bool = False
   ) -> Float[Array, 'b h w o']:
     weight = self.weight[...]
     styles = self.affine(w) * self.weight_gain
-    x = layers.modulated_conv2d(x, weight, styles, demodulate=False, padding=weight.shape[0] // 2, fused=fused_modconv)
+    x = layers.modulated_conv2d(
+      x.astype(self.dtype), weight, styles, demodulate=False, padding=weight.shape[0] // 2, fused=fused_modconv
+    )
     return layers.bias_act(x, self.bias[...], clamp=self.conv_clamp)
 
 
@@ -137,7 +148,8 @@ class SynthesisBlock(nnx.Module):
   ``x = conv1(conv0(x, ws[:, 0]), ws[:, 1])`` (conv0 up-samples x2); ``img = layers.upsample2d(img) +
   torgb(x, ws[:, 2])``. A first block (``in_channels == 0``) starts from a learned const
   (resolution^2, out_channels), has no conv0 and reads ws[:, 0] (conv1) and ws[:, 1] (torgb).
-  Attributes ``num_conv``, ``num_torgb``: the block reads ``num_conv + num_torgb`` styles.
+  Attributes ``num_conv``, ``num_torgb``: the block reads ``num_conv + num_torgb`` styles. The
+  layers compute in ``dtype`` (``x`` is returned in it); ``img`` is float32.
   """
 
   def __init__(
@@ -150,9 +162,10 @@ class SynthesisBlock(nnx.Module):
     *,
     conv_clamp: float | None = None,
     resample_filter: Sequence[float] = (1, 3, 3, 1),
+    dtype: jnp.dtype = jnp.float32,
     rngs: nnx.Rngs,
   ):
-    layer_args = dict(conv_clamp=conv_clamp, resample_filter=resample_filter, rngs=rngs)
+    layer_args = dict(conv_clamp=conv_clamp, resample_filter=resample_filter, dtype=dtype, rngs=rngs)
     if in_channels == 0:
       self.const = nnx.Param(jax.random.normal(rngs.params(), (resolution, resolution, out_channels)))
       self.conv0 = None
@@ -160,7 +173,7 @@ class SynthesisBlock(nnx.Module):
       self.const = None
       self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=2, **layer_args)
     self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, **layer_args)
-    self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp, rngs=rngs)
+    self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp, dtype=dtype, rngs=rngs)
     self.num_conv = 1 if in_channels == 0 else 2
     self.num_torgb = 1
     self.resample_filter = tuple(resample_filter)
@@ -197,6 +210,6 @@ class SynthesisBlock(nnx.Module):
     else:
       x = self.conv0(x, ws[:, 0], key=keys.pop(0), **layer_args)
     x = self.conv1(x, ws[:, self.num_conv - 1], key=keys.pop(0), **layer_args)
-    y = self.torgb(x, ws[:, self.num_conv], fused_modconv=fused_modconv)
+    y = self.torgb(x, ws[:, self.num_conv], fused_modconv=fused_modconv).astype(jnp.float32)
     img = y if img is None else layers.upsample2d(img, layers.setup_filter(self.resample_filter)) + y
     return x, img

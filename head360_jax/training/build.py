@@ -5,8 +5,17 @@ Legend: ``b`` batch, ``z`` latent size, ``w`` style size, ``n`` points.
 ``build_models(config)`` is the one place that reads ``config.model``: it makes the
 ``Head360Generator`` and ``DualDiscriminator`` and wraps them in ``state.Networks`` with the
 adapters the steps call (``training/steps.py``): per-identity codes, rendering from
-``GeneratorInputs``, density for the density regulariser, and the ``w_avg`` update used by
-truncation. Models stay free of training types; this module joins them.
+``GeneratorInputs`` (with style mixing when the inputs carry ``mixing``), density for the
+density regulariser, and the ``w_avg`` update used by truncation. Models stay free of
+training types; this module joins them.
+
+Precision fields (reference-spec §3.3, §3.10, §4, §5.2; ``models/layers.py``):
+``model.compute_dtype`` ('float32' | 'bfloat16': every synthesis/StyleUNet/SR/discriminator-block
+convolution in bfloat16; mappings, styles, rendering, decoder and the discriminator's epilogue
+stay float32), and the reference's mixed precision in bfloat16, per network, as its highest
+resolutions in bfloat16: ``model.g_num_bf16_res`` (texture/static StyleGAN2s and StyleUNets;
+reference 0), ``model.sr_num_bf16_res`` (reference 4) and ``model.d_num_bf16_res`` (reference
+4). Absent fields (configs saved before they existed) mean float32.
 """
 
 import pathlib
@@ -20,7 +29,7 @@ from jaxtyping import Array
 from head360_jax.geometry import bilinear
 from head360_jax.models import discriminator as discriminator_lib
 from head360_jax.models import generator as generator_lib
-from head360_jax.models import stylegan
+from head360_jax.models import layers, stylegan
 from head360_jax.training import state as state_lib
 
 
@@ -48,6 +57,9 @@ def generator_config(model: ml_collections.ConfigDict) -> generator_lib.Generato
     stage=model.stage,
     mouth_unet=model.get('mouth_unet', False),
     blending_unet=model.get('blending_unet', False),
+    compute_dtype=model.get('compute_dtype', 'float32'),
+    num_bf16_res=model.get('g_num_bf16_res', 0),
+    sr_num_bf16_res=model.get('sr_num_bf16_res', 0),
   )
 
 
@@ -57,15 +69,40 @@ def mapping_styles(generator: generator_lib.Head360Generator, inputs: dict, key:
   return generator.mapping(inputs['t'], inputs['h'], inputs['c_cond'], z_noise)
 
 
+def render_styles(generator: generator_lib.Head360Generator, inputs: dict, key: jax.Array) -> dict[str, Array]:
+  """The styles one render uses: ``mapping_styles``, style-mixed when ``inputs`` has ``mixing``.
+
+  With ``inputs['mixing']`` (``steps.style_mixing``: second codes and cutoffs for ``t`` and
+  ``h``), the texture and hair styles become per layer, (b, n, w): layers below a sample's
+  cutoff from its own code, the rest from the second code mapped with the same camera
+  (StyleGAN2 ``style_mixing_prob``; reference-spec §5.1). Without it: (b, w) each.
+  """
+  ws = mapping_styles(generator, inputs, key)
+  mixing = inputs.get('mixing')
+  if not mixing:
+    return ws
+  camera = inputs['c_cond'][..., :25]
+  branches = (
+    ('texture', 't', generator.texture_mapping, generator.texture_synthesis.num_ws),
+    ('hair', 'h', generator.hair_mapping, generator.static_synthesis.num_ws),
+  )
+  for branch, code, mapping, num_ws in branches:
+    second = mapping(mixing[code]['code'], camera)
+    ws[branch] = stylegan.mix_styles(
+      stylegan.broadcast(ws[branch], num_ws), stylegan.broadcast(second, num_ws), mixing[code]['cutoff']
+    )
+  return ws
+
+
 def _render(generator: generator_lib.Head360Generator, inputs: dict, key: jax.Array) -> dict:
   key_z, key_g = jax.random.split(key)
-  ws = mapping_styles(generator, inputs, key_z)
+  ws = render_styles(generator, inputs, key_z)
   return generator(ws, inputs['c'], inputs['vertices'], key=key_g, hair=inputs['hair'])
 
 
 def _density(generator: generator_lib.Head360Generator, inputs: dict, points: jax.Array, key: jax.Array) -> jax.Array:
   key_z, key_g = jax.random.split(key)
-  ws = mapping_styles(generator, inputs, key_z)
+  ws = render_styles(generator, inputs, key_z)
   return generator.density(ws, inputs['vertices'], points, key=key_g)
 
 
@@ -103,6 +140,8 @@ def build_models(config: ml_collections.ConfigDict) -> state_lib.Networks:
     channel_max=config.model.d_channel_max,
     mbstd_group_size=config.model.d_mbstd_group,
     mbstd_num_channels=config.model.d_mbstd_channels,
+    num_bf16_res=config.model.get('d_num_bf16_res', 0),
+    compute_dtype=layers.compute_dtype(cfg.compute_dtype),
     rngs=rngs,
   )
   z_dim, seed = config.model.z_dim, config.model.codes_seed
@@ -120,4 +159,5 @@ def build_models(config: ml_collections.ConfigDict) -> state_lib.Networks:
     density=_density,
     g_stats={'w_avg_texture': zeros, 'w_avg_hair': zeros},
     stats_update=_update_w_avg,
+    mixing_layers={'t': generator.texture_synthesis.num_ws, 'h': generator.static_synthesis.num_ws},
   )

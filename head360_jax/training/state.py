@@ -21,6 +21,9 @@ What a model builder returns (``Networks``) and how it becomes state:
 * ``g_stats`` and ``stats_update(generator, g_stats, inputs, key) -> g_stats``: running
   statistics of G that are not trained by gradient (e.g. ``{'w_avg_texture': (w,)}``, the
   truncation centres), updated once per G step; ``{}`` and None when there are none.
+* ``mixing_layers``: for style mixing, the number of per-layer styles each code of
+  ``codes(batch)`` drives (e.g. ``{'t': 14, 'h': 14}``); ``render``/``density`` then accept
+  ``inputs['mixing']`` (``steps.style_mixing``). ``{}``: the generator cannot mix styles.
 
 Split into state: ``nnx.split(module, nnx.Param, ...)`` gives a graphdef, the trainable
 ``Param``s (into the ``TrainState``) and the rest (fixed non-``Param`` variables such as
@@ -57,6 +60,7 @@ class Networks:
   density: Callable[[nnx.Module, dict, jax.Array, jax.Array], jax.Array] | None = None
   g_stats: dict = dataclasses.field(default_factory=dict)
   stats_update: Callable | None = None
+  mixing_layers: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def call_generator(generator: nnx.Module, inputs: dict, key: jax.Array) -> dict:
@@ -77,7 +81,7 @@ class Models:
     g_graphdef, d_graphdef: NNX graph definitions of G and D.
     g_rest, d_rest: their non-``Param`` variables as pure dicts (fixed during training).
     tx_g, tx_d: optax optimisers (lazy-regularisation corrected Adam).
-    codes, render, density, stats_update: from ``Networks`` (defaults filled in).
+    codes, render, density, stats_update, mixing_layers: from ``Networks`` (defaults filled in).
   """
 
   g_graphdef: nnx.GraphDef
@@ -90,6 +94,7 @@ class Models:
   render: Callable[[nnx.Module, dict, jax.Array], dict]
   density: Callable[[nnx.Module, dict, jax.Array, jax.Array], jax.Array]
   stats_update: Callable | None
+  mixing_layers: dict[str, int] = dataclasses.field(default_factory=dict)
 
   def generator(self, g_params: dict, g_rest: dict | None = None) -> nnx.Module:
     """The generator module with parameters ``g_params`` (e.g. ``state.g_ema``)."""
@@ -169,6 +174,7 @@ def create(config: ml_collections.ConfigDict, networks: Networks) -> tuple[Model
     render=networks.render or call_generator,
     density=networks.density or call_density,
     stats_update=networks.stats_update,
+    mixing_layers=dict(networks.mixing_layers),
   )
   return models, init_state(models, g_params, d_params, dict(networks.g_stats))
 

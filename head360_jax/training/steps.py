@@ -24,7 +24,12 @@ One data batch serves all phases of an iteration. ``GeneratorInputs`` (a dict, b
 * ``c_cond`` (b, 25): the camera fed to the mapping networks: ``c``, or with the
   generator pose-conditioning probability the next sample's camera (``roll`` by 1);
 * ``vertices`` (b, v, 3), ``expression`` (b, 52), ``identity`` (b,) int32, ``hair`` (b,)
-  int32 (1 haired, 0 bald): from the batch.
+  int32 (1 haired, 0 bald): from the batch;
+* ``mixing`` (only with ``train.style_mixing_prob > 0``): per code name of
+  ``Models.mixing_layers``, a second code ``(b, z)`` ~ N(0, I) and per-sample ``cutoff`` (b,)
+  int32 (``style_mixing``); the render adapter takes the styles of layers ``>= cutoff`` from
+  the second code's mapping (StyleGAN2 style mixing; 0 in Head360, reference-spec §5.1). The
+  main and regulariser phases mix; the EMA sampler does not.
 
 G is asked to re-render the batch's images (same identity, mesh and camera), is L1
 supervised against them, and the same images are the discriminator's reals; fakes are
@@ -42,6 +47,7 @@ import ml_collections
 import optax
 
 from head360_jax import parallel
+from head360_jax.models import stylegan
 from head360_jax.training import losses, schedules
 from head360_jax.training.state import Models, TrainState
 
@@ -49,21 +55,52 @@ PHASES = ('g_main', 'g_reg', 'd_main', 'd_reg')
 GRAD_LIMIT = 1e5  # the reference replaces inf gradients by ±1e5 and NaN by 0 (reference-spec §5.2)
 
 
-def generator_inputs(models: Models, batch: dict, key: jax.Array, swap_prob, *, one_coin: bool = False) -> dict:
+def style_mixing(key: jax.Array, codes: dict, mixing_layers: dict[str, int], prob: float) -> dict:
+  """Style-mixing draws ``{name: {'code': (b, z), 'cutoff': (b,) int32}}`` for each code in ``mixing_layers``.
+
+  Per sample and code, independently: a fresh code ~ N(0, I) shaped like ``codes[name]``, and
+  with probability ``prob`` a cutoff uniform in [1, n), else n (no mixing), n =
+  ``mixing_layers[name]`` (``stylegan.mixing_cutoffs``).
+
+  Raises:
+    ValueError: if ``mixing_layers`` names a code that ``codes`` lacks.
+  """
+  missing = sorted(set(mixing_layers) - set(codes))
+  if missing:
+    raise ValueError(f'mixing_layers names codes {missing} that codes(batch) does not give')
+  draws = {}
+  for index, name in enumerate(sorted(mixing_layers)):
+    key_code, key_cut = jax.random.split(jax.random.fold_in(key, index))
+    code = codes[name]
+    draws[name] = {
+      'code': jax.random.normal(key_code, code.shape, code.dtype),
+      'cutoff': stylegan.mixing_cutoffs(key_cut, code.shape[0], mixing_layers[name], prob),
+    }
+  return draws
+
+
+def generator_inputs(
+  models: Models, batch: dict, key: jax.Array, swap_prob, *, one_coin: bool = False, style_mixing_prob: float = 0.0
+) -> dict:
   """Builds ``GeneratorInputs`` from a data batch (see the module docstring).
 
   Args:
-    models: gives the ``codes`` function.
+    models: gives the ``codes`` function and ``mixing_layers``.
     batch: the data batch (``camera``, ``vertices``, ``expression``, ``identity``, ``hair``).
-    key: PRNG key of the pose-conditioning swap.
+    key: PRNG key of the pose-conditioning swap (and of style mixing, through ``fold_in``).
     swap_prob: probability that a sample's mapping camera is its neighbour's.
     one_coin: one swap decision for the whole batch (EG3D's density-regularisation quirk).
+    style_mixing_prob: a static float; > 0 adds ``mixing`` (0 leaves the inputs exactly as
+      without mixing).
+
+  Raises:
+    ValueError: if ``style_mixing_prob > 0`` and ``models.mixing_layers`` is empty.
   """
   camera = batch['camera']
   coins = jax.random.uniform(key, (1 if one_coin else camera.shape[0], 1))
   c_cond = jnp.where(coins < swap_prob, jnp.roll(camera, 1, axis=0), camera)
   codes = models.codes(batch)
-  return {
+  inputs = {
     't': codes['t'],
     'h': codes['h'],
     'c': camera,
@@ -73,6 +110,12 @@ def generator_inputs(models: Models, batch: dict, key: jax.Array, swap_prob, *, 
     'identity': batch['identity'],
     'hair': batch['hair'],
   }
+  if style_mixing_prob > 0:
+    if not models.mixing_layers:
+      raise ValueError('style_mixing_prob > 0 needs a generator with per-layer styles (Networks.mixing_layers)')
+    key_mix = jax.random.fold_in(key, 1)  # the swap coins above keep their stream
+    inputs['mixing'] = style_mixing(key_mix, codes, models.mixing_layers, style_mixing_prob)
+  return inputs
 
 
 def scrub(grads: dict) -> dict:
@@ -100,7 +143,8 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
     config: reads ``train.batch_size`` (global), ``l1_weight``, ``r1_gamma``,
       ``r1_interval``, ``density_reg``, ``density_reg_interval``, ``density_reg_points``,
       ``density_reg_p_dist``, ``ema_kimg``, ``ema_rampup``, ``blur_sigma``,
-      ``blur_fade_kimg``, ``gpc_prob``, ``gpc_fade_kimg`` and ``model.neural_resolution``.
+      ``blur_fade_kimg``, ``gpc_prob``, ``gpc_fade_kimg``, ``style_mixing_prob`` (0 if absent)
+      and ``model.neural_resolution``.
 
   Returns:
     ``{'g_main', 'g_reg', 'd_main', 'd_reg'}`` → step function; metrics are flat dicts of
@@ -109,6 +153,7 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
   train = config.train
   batch_size = train.batch_size
   raw_res = config.model.neural_resolution
+  mixing_prob = float(train.get('style_mixing_prob', 0.0))
 
   def schedule(step):
     seen = step * batch_size
@@ -126,7 +171,7 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
   def g_main(state: TrainState, batch, rng, g_rest, d_rest):
     k_swap, k_gen, k_stats = _phase_keys(rng, state.step, 'g_main', 3)
     seen, sigma, swap_prob = schedule(state.step)
-    inputs = generator_inputs(models, batch, k_swap, swap_prob)
+    inputs = generator_inputs(models, batch, k_swap, swap_prob, style_mixing_prob=mixing_prob)
     discriminator = models.discriminator(state.d_params, d_rest)
 
     def loss_fn(g_params):
@@ -153,7 +198,7 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
     del d_rest
     k_swap, k_points, k_noise, k_gen = _phase_keys(rng, state.step, 'g_reg', 4)
     _, _, swap_prob = schedule(state.step)
-    inputs = generator_inputs(models, batch, k_swap, swap_prob, one_coin=True)
+    inputs = generator_inputs(models, batch, k_swap, swap_prob, one_coin=True, style_mixing_prob=mixing_prob)
     shape = (batch['camera'].shape[0], train.density_reg_points, 3)
     points = jax.random.uniform(k_points, shape, minval=-1.0, maxval=1.0)
     perturbed = points + train.density_reg_p_dist * jax.random.normal(k_noise, shape)
@@ -171,7 +216,7 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
   def d_main(state: TrainState, batch, rng, g_rest, d_rest):
     k_swap, k_gen = _phase_keys(rng, state.step, 'd_main', 2)
     _, sigma, swap_prob = schedule(state.step)
-    inputs = generator_inputs(models, batch, k_swap, swap_prob)
+    inputs = generator_inputs(models, batch, k_swap, swap_prob, style_mixing_prob=mixing_prob)
     fake = jax.lax.stop_gradient(models.render(models.generator(state.g_params, g_rest), inputs, k_gen))
     real_image, real_raw = real_pair(batch, sigma)
 

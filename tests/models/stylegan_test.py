@@ -94,3 +94,28 @@ def test_synthesis_network_gradients_reach_every_parameter_under_jit():
   grads = jax.grad(loss)(params, jax.random.key(0))
   for path, grad in jax.tree.leaves_with_path(grads):
     assert bool(jnp.all(jnp.isfinite(grad))) and bool(jnp.any(grad != 0)), path
+
+
+def test_style_mixing_cutoffs_and_mix():
+  key = jax.random.key(0)
+  np.testing.assert_array_equal(stylegan.mixing_cutoffs(key, 64, 14, 0.0), np.full(64, 14))
+  always = np.asarray(stylegan.mixing_cutoffs(key, 512, 14, 1.0))
+  assert always.dtype == np.int32 and always.min() == 1 and always.max() == 13  # uniform over [1, 14)
+  assert len(np.unique(always)) == 13
+  some = np.asarray(stylegan.mixing_cutoffs(jax.random.key(1), 4000, 14, 0.3))
+  assert abs(np.mean(some < 14) - 0.3) < 0.03  # per sample, with probability 0.3
+  with pytest.raises(ValueError, match='num_ws'):
+    stylegan.mixing_cutoffs(key, 4, 1, 0.5)
+
+  ws, ws_mix = jnp.zeros((3, 5, 2)), jnp.ones((3, 5, 2))
+  mixed = np.asarray(stylegan.mix_styles(ws, ws_mix, jnp.array([1, 3, 5])))
+  np.testing.assert_array_equal(mixed[..., 0], [[0, 1, 1, 1, 1], [0, 0, 0, 1, 1], [0, 0, 0, 0, 0]])
+
+
+def test_layer_styles_broadcast_or_validate():
+  w = jnp.arange(6.0).reshape(2, 3)
+  per_layer = stylegan.layer_styles(w, 4)
+  np.testing.assert_array_equal(per_layer, np.broadcast_to(np.asarray(w)[:, None], (2, 4, 3)))
+  assert stylegan.layer_styles(per_layer, 4) is per_layer
+  with pytest.raises(ValueError, match='styles must be'):
+    stylegan.layer_styles(per_layer, 5)

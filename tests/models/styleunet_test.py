@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tiny_generator
 from flax import nnx
 
 from head360_jax.models import layers, styleunet
@@ -96,62 +97,17 @@ def test_gradients_reach_every_parameter_and_the_input():
   assert np.abs(g_x).max() > 0
 
 
-def _sphere_mesh():
-  """A closed icosphere of radius 0.08 mesh units (inside the feature box) with spherical UVs and 12 front landmarks."""
-  import trimesh
-
-  sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.08)
-  vertices = np.asarray(sphere.vertices, np.float32)
-  faces = np.asarray(sphere.faces, np.int32)
-  u = 0.5 + np.arctan2(vertices[:, 0], vertices[:, 2]) / (2 * np.pi)
-  v = 0.5 + np.arcsin(np.clip(vertices[:, 1] / 0.08, -1, 1)) / np.pi
-  face_uvs = np.stack([u, v], axis=-1)[faces].astype(np.float32)
-  landmarks = np.argsort(-vertices[:, 2])[:12].astype(np.int32)  # the front cap
-  return vertices, faces, face_uvs, landmarks
-
-
-def _generator(config, mesh, seed=0):
-  """The generator built abstractly with numpy N(0, 0.5²) weights and the real topology (fast on CPU)."""
-  from head360_jax.models import generator as generator_lib
-
-  _, faces, face_uvs, landmarks = mesh
-  module = nnx.eval_shape(
-    lambda: generator_lib.Head360Generator(
-      config, faces=faces, face_uv_coords=face_uvs, landmark_vertices=landmarks, rngs=nnx.Rngs(0)
-    )
-  )
-  topology = {'faces': faces, 'face_uv_coords': face_uvs, 'landmark_vertices': landmarks[:12]}
-  rng = np.random.default_rng(seed)
-  for path, node in nnx.iter_graph(module):
-    if isinstance(node, generator_lib.Topology):
-      node.set_value(jnp.asarray(topology[path[-1]]))
-    elif isinstance(node, nnx.Variable):
-      node.set_value(jnp.asarray(0.5 * rng.standard_normal(node.shape), jnp.float32))
-  return module
-
-
-@pytest.fixture
-def fast_compile():
-  """Compile time dominates the tiny generator: XLA optimisations off for one test, then restored."""
-  previous = jax.config.values['jax_disable_most_optimizations']
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
-
-
 def test_generator_with_mouth_and_blending_unets_refines_only_the_front_view(fast_compile):
   from head360_jax.geometry import camera
   from head360_jax.models import generator as generator_lib
   from head360_jax.rendering import hexplane_views
 
-  sizes = dict(
-    z_dim=8, w_dim=16, texture_resolution=16, texture_channels=4, plane_resolution=32, channel_base=128,
-    channel_max=16, decoder_hidden=16, feature_channels=8, num_coarse=4, num_fine=4,
-    neural_rendering_resolution=16, image_resolution=32, sr_channels=(8,), sr_noise_dim=8,
-  )  # fmt: skip
-  mesh = _sphere_mesh()
-  off = _generator(generator_lib.GeneratorConfig(**sizes), mesh)
-  on = _generator(generator_lib.GeneratorConfig(**sizes, mouth_unet=True, blending_unet=True), mesh)
+  sizes = tiny_generator.SIZES
+  mesh = tiny_generator.sphere_mesh()
+  off = tiny_generator.random_generator(generator_lib.GeneratorConfig(**sizes), mesh)
+  on = tiny_generator.random_generator(
+    generator_lib.GeneratorConfig(**sizes, mouth_unet=True, blending_unet=True), mesh
+  )
   assert off.mouth_unet is None and off.landmark_vertices is None
   assert on.mouth_unet.in_size == 8 and on.blending_unet.final_size == 8
   nnx.update(on, nnx.state(off))  # shared networks get the same weights and noise buffers

