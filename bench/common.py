@@ -33,6 +33,24 @@ def load_config(path: str):
   return module.get_config()
 
 
+# Precision presets (configs/base.py fields; reference-spec §3.10, §4, §5.2): field -> value.
+PRECISIONS = {
+  'float32': {'compute_dtype': 'float32', 'g_num_bf16_res': 0, 'sr_num_bf16_res': 0, 'd_num_bf16_res': 0},
+  'mixed': {'compute_dtype': 'float32', 'g_num_bf16_res': 0, 'sr_num_bf16_res': 4, 'd_num_bf16_res': 4},
+  'bfloat16': {'compute_dtype': 'bfloat16', 'g_num_bf16_res': 0, 'sr_num_bf16_res': 0, 'd_num_bf16_res': 0},
+}
+
+
+def set_precision(config, name: str) -> None:
+  """Sets ``config.model``'s precision fields to preset ``name`` (``PRECISIONS``); 'config' leaves them.
+
+  'float32': everything float32; 'mixed': the reference's (SR and the 4 highest discriminator
+  resolutions in bfloat16); 'bfloat16': every convolution in bfloat16 (``training/build.py``).
+  """
+  if name != 'config':
+    config.model.update(PRECISIONS[name])
+
+
 def time_fn(fn: Callable, repeats: int) -> tuple[float, float]:
   """(first call, incl. any compilation; median of ``repeats`` later calls), seconds; blocks on results."""
   start = time.perf_counter()

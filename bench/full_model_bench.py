@@ -3,7 +3,8 @@
 Usage::
 
   .venv/bin/python bench/full_model_bench.py [--config configs/synhead.py] [--tiny-config configs/tiny.py]
-      [--skip-train] [--skip-components] [--json PATH] [--root DATASET] [--repeats 1]
+      [--skip-train] [--skip-components] [--skip-forward] [--precision float32] [--json PATH] [--root DATASET]
+      [--repeats 1]
 
 Prints, for ``--config`` (the reference sizes):
 
@@ -14,8 +15,15 @@ Prints, for ``--config`` (the reference sizes):
 3. time and peak memory of that forward, and of the same forward at ``--tiny-config`` in the
    same run (growth with resolution);
 4. unless ``--skip-train``: compile time, XLA FLOPs and memory, run time and peak memory of
-   each of the four training phases (g_main, d_main, g_reg, d_reg) at batch 1. A phase whose
-   XLA buffers would not fit in the memory available now is skipped with a message.
+   each of the four training phases (g_main, d_main, g_reg, d_reg) at batch 1, with the
+   generator ``--config`` builds (``configs/synhead.py``: mouth and blending StyleUNets on; the
+   section names the StyleUNets it trains). A phase whose XLA buffers would not fit in the
+   memory available now is skipped with a message.
+
+``--precision`` sets the precision fields of both configs (``common.PRECISIONS``: float32,
+mixed = the reference's bfloat16 SR and discriminator top resolutions, bfloat16 = every
+convolution); the default ``config`` keeps each config's own (synhead: mixed). ``--skip-forward``
+skips sections 2-3 (the full-size networks are then built only for the training phases).
 
 Without ``--root`` a 2-identity x 1-expression dataset is built at 64² in a temporary folder
 (only the mesh topology and a batch of labels are needed; images are resized to the model's
@@ -62,7 +70,7 @@ SPEC = {
   'd_expression': ('D expression mapping (52 -> 32, 8 FC)', 0.01, 0.0),
 }
 SPEC_TRAIN_TFLOP = 4.4  # per training image per iteration, regularisers amortised (§7)
-# Generator attributes that may hold the StyleUNets (issue 4 adds them behind config flags).
+# Generator attributes that may hold the StyleUNets (model.mouth_unet / model.blending_unet).
 UNET_ATTRS = {
   'mouth': ('mouth_unet', 'mouth', 'mouth_net', 'mouth_backbone'),
   'blending': ('blending_unet', 'neural_blending', 'blending', 'blending_net'),
@@ -100,11 +108,11 @@ def _unet(generator: nnx.Module, kind: str) -> tuple[str | None, nnx.Module | No
 def _abstract_networks(config) -> tuple[nnx.Module, nnx.Module]:
   """(generator, discriminator) of ``build_models(config)`` with abstract (shape-only) parameters."""
 
-  def build():
-    networks = build.build_models(config)
-    return networks.generator, networks.discriminator
+  def networks():  # not named ``build``: that is the module
+    built = build.build_models(config)
+    return built.generator, built.discriminator
 
-  return nnx.eval_shape(build)
+  return nnx.eval_shape(networks)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -208,6 +216,15 @@ def _batch(config, root: str, batch_size: int, mesh) -> dict:
     source, batch_size=batch_size, seed=0, num_threads=0, resolution=config.model.output_resolution
   )
   return pipeline.make_global_batch(next(iter(dataset)), mesh)
+
+
+def build_for_bench(config, root: str) -> tuple:
+  """``(networks, models, state, batch, mesh)`` at batch 1: what ``forward_bench`` and ``train_bench`` run."""
+  config.train.batch_size = 1
+  mesh = parallel.make_mesh(1)
+  networks = build.build_models(config)
+  models, state = state_lib.create(config, networks)
+  return networks, models, state, _batch(config, root, 1, mesh), mesh
 
 
 def forward_bench(config, root: str, repeats: int, label: str) -> tuple[dict, tuple]:
@@ -342,7 +359,9 @@ def component_flops(generator: nnx.Module, batch: dict) -> list[dict]:
 
 def train_bench(config, networks_models) -> list[dict]:
   """Compiles and runs each phase once at batch 1 (skipping any whose XLA buffers exceed the free memory)."""
-  _, models, state, batch, mesh = networks_models
+  networks, models, state, batch, mesh = networks_models
+  unets = [name for name in ('mouth_unet', 'blending_unet') if getattr(networks.generator, name, None) is not None]
+  print(f'  generator trained with StyleUNets: {", ".join(unets) or "none"}', flush=True)
   state = jax.device_put(state, state_lib.state_sharding(state, mesh))
   step_fns = steps_lib.make_steps(models, config=config, mesh=mesh)
   rng = jax.random.key(0)
@@ -476,7 +495,10 @@ def _print_forward(fwd: list[dict]) -> None:
 
 
 def _print_train(rows: list[dict], config) -> None:
-  print('\n== 4. One training iteration at batch 1 (all four phases) ==')
+  unets = [name for name in ('mouth_unet', 'blending_unet') if config.model.get(name, False)]
+  precision = {name: config.model.get(name) for name in common.PRECISIONS['float32']}
+  print(f'\n== 4. One training iteration at batch 1 (all four phases; StyleUNets: {", ".join(unets) or "none"}) ==')
+  print(f'  precision: {precision}')
   table = []
   for row in rows:
     mem = row['xla_memory'] or {}
@@ -523,12 +545,19 @@ def main() -> None:
   parser.add_argument('--tiny-repeats', type=int, default=5)
   parser.add_argument('--skip-train', action='store_true', help='skip the full-size training iteration')
   parser.add_argument('--skip-components', action='store_true', help='skip the per-stage FLOP compiles')
+  parser.add_argument('--skip-forward', action='store_true', help='skip the forward timings (sections 2-3)')
+  parser.add_argument('--precision', default='config', help='float32, mixed, bfloat16 or config (keep the configs)')
   parser.add_argument('--json', help='also write every number to this JSON file')
   args = parser.parse_args()
 
+  if args.precision not in {*common.PRECISIONS, 'config'}:
+    parser.error(f'unknown --precision {args.precision!r}')
   config = common.load_config(args.config)
   tiny_config = common.load_config(args.tiny_config)
+  for cfg in (config, tiny_config):
+    common.set_precision(cfg, args.precision)
   report = {'jax': jax.__version__, 'device': jax.devices()[0].platform, 'config': args.config}
+  report['precision'] = {name: config.model[name] for name in common.PRECISIONS['float32']}
   rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   print(
     f'jax {jax.__version__} on {jax.devices()[0].platform} ({len(jax.devices())} device(s)), '
@@ -549,30 +578,34 @@ def main() -> None:
     print(f'  (abstract build and count: {time.perf_counter() - start:.1f} s)', flush=True)
     unets_built = any(_unet(g_abs, k)[1] is not None for k in UNET_ATTRS)
 
-    print('\n-- tiny forward ...', flush=True)
-    tiny, _ = forward_bench(tiny_config, root, args.tiny_repeats, args.tiny_config)
-    print(f'   {1000 * tiny["median_s"]:.1f} ms', flush=True)
-    print('-- full-size forward (compiling) ...', flush=True)
-    full, held = forward_bench(config, root, args.repeats, args.config)
-    print(
-      f'   compile {full["compile_s"]:.1f} s, first {full["first_call_s"]:.1f} s, median {full["median_s"]:.1f} s, '
-      f'{(full["xla_flops"] or 0) / 1e9:.1f} GFLOP',
-      flush=True,
-    )
-    report['forward'] = [tiny, full]
-    components = None
-    if not args.skip_components:
-      print('-- per-stage FLOPs (compiling each stage) ...', flush=True)
-      components = component_flops(held[0].generator, held[3])
-      report['forward_components'] = components
-    _print_flops(full, components, unets_built)
-    _print_forward([tiny, full])
+    held = None
+    if args.skip_forward:
+      print('\n== 2-3. Forward timings: skipped (--skip-forward) ==', flush=True)
+    else:
+      print('\n-- tiny forward ...', flush=True)
+      tiny, _ = forward_bench(tiny_config, root, args.tiny_repeats, args.tiny_config)
+      print(f'   {1000 * tiny["median_s"]:.1f} ms', flush=True)
+      print('-- full-size forward (compiling) ...', flush=True)
+      full, held = forward_bench(config, root, args.repeats, args.config)
+      print(
+        f'   compile {full["compile_s"]:.1f} s, first {full["first_call_s"]:.1f} s, median {full["median_s"]:.1f} s, '
+        f'{(full["xla_flops"] or 0) / 1e9:.1f} GFLOP',
+        flush=True,
+      )
+      report['forward'] = [tiny, full]
+      components = None
+      if not args.skip_components:
+        print('-- per-stage FLOPs (compiling each stage) ...', flush=True)
+        components = component_flops(held[0].generator, held[3])
+        report['forward_components'] = components
+      _print_flops(full, components, unets_built)
+      _print_forward([tiny, full])
 
     if args.skip_train:
       print('\n== 4. Training iteration: skipped (--skip-train) ==')
     else:
       print('\n-- training phases at full size, batch 1 (compile + one run each; minutes) ...', flush=True)
-      report['train'] = train_rows = train_bench(config, held)
+      report['train'] = train_rows = train_bench(config, held or build_for_bench(config, root))
       _print_train(train_rows, config)
   report['max_rss_bytes'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
   print(f'\nprocess high-water RSS: {common.gib(report["max_rss_bytes"])} (at start {common.gib(rss0 * 1024)})')

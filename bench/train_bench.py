@@ -1,14 +1,18 @@
-"""Benchmark: tiny-config training step time, render time per image, parameter counts (CPU or GPU).
+"""Benchmark: tiny-config training step time per precision, render time per image, parameter counts (CPU or GPU).
 
 Usage::
 
   .venv/bin/python bench/train_bench.py [--root runs/demo/anny_small] [--config configs/tiny.py] [--repeats 5]
+      [--precision float32,bfloat16]
 
 Without ``--root`` a 2-identity x 1-expression dataset is built in a temporary folder.
-Prints the parameter count of each generator component and of the discriminator, the time
-of each training phase after compilation (median of ``--repeats``), the cost of one full
-iteration with the lazy regularisers amortised (G reg every 4, D reg every 16), and the
-EMA generator's render time per image at batch 8.
+Prints the parameter count of each generator component and of the discriminator, then for each
+``--precision`` (comma-separated: ``float32`` everything float32; ``mixed`` the reference's
+bfloat16 SR and 4 highest discriminator resolutions; ``bfloat16`` every convolution in
+bfloat16; ``config`` the config's own fields; see ``common.PRECISIONS``) the time of each
+training phase after compilation (median of ``--repeats``), the cost of one full iteration
+with the lazy regularisers amortised (G reg every 4, D reg every 16), and the EMA generator's
+render time per image at batch 8; last, the precisions side by side.
 """
 
 import argparse
@@ -23,13 +27,62 @@ from head360_jax.training import build
 from head360_jax.training import state as state_lib
 from head360_jax.training import steps as steps_lib
 
+PHASES = ('g_main', 'd_main', 'g_reg', 'd_reg')
+
+
+def bench_precision(config, source, repeats: int) -> dict[str, float]:
+  """Seconds per phase (median after compilation), per amortised ``iteration`` and per rendered image."""
+  networks = build.build_models(config)
+  mesh = parallel.make_mesh(config.train.num_devices)
+  models, state = state_lib.create(config, networks)
+  state = jax.device_put(state, state_lib.state_sharding(state, mesh))
+  step_fns = steps_lib.make_steps(models, config=config, mesh=mesh)
+  dataset = pipeline.make_dataset(
+    source, batch_size=config.train.batch_size, seed=0, resolution=config.model.output_resolution
+  )
+  batch = pipeline.make_global_batch(next(iter(dataset)), mesh)
+  rng = jax.random.key(0)
+  times = {}
+  for phase in PHASES:
+    # Steps donate their state: feed each call the state the previous one returned.
+    holder = {'state': state}
+
+    def call(phase=phase, holder=holder):
+      holder['state'], metrics = step_fns[phase](holder['state'], batch, rng)
+      return metrics
+
+    first, median = common.time_fn(call, repeats)
+    state = holder['state']
+    times[phase] = median
+    print(f'  {phase:8s} first call {first:6.2f} s, then {1000 * median:8.1f} ms', flush=True)
+  train = config.train
+  times['iteration'] = (
+    times['g_main'] + times['d_main'] + times['g_reg'] / train.density_reg_interval + times['d_reg'] / train.r1_interval
+  )
+  print(
+    f'  one training iteration (regularisers amortised): {1000 * times["iteration"]:.1f} ms = '
+    f'{train.batch_size / times["iteration"]:.1f} images/s'
+  )
+  sample = steps_lib.make_sampler(models, mesh=mesh)
+  eval_dataset = pipeline.make_dataset(source, batch_size=8, seed=1, resolution=config.model.output_resolution)
+  eval_batch = pipeline.make_global_batch(next(iter(eval_dataset)), mesh)
+  first, median = common.time_fn(lambda: sample(state.g_ema, eval_batch, rng)['image'], repeats)
+  times['render_per_image'] = median / 8
+  print(f'  render (EMA G, batch 8): first call {first:.2f} s, then {1000 * median / 8:.1f} ms per image')
+  return times
+
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--root', help='dataset root (default: build a tiny one)')
   parser.add_argument('--config', default='configs/tiny.py')
   parser.add_argument('--repeats', type=int, default=5)
+  parser.add_argument('--precision', default='float32', help='comma-separated: float32, mixed, bfloat16, config')
   args = parser.parse_args()
+  precisions = args.precision.split(',')
+  unknown = set(precisions) - {*common.PRECISIONS, 'config'}
+  if unknown:
+    parser.error(f'unknown --precision {sorted(unknown)}')
   config = common.load_config(args.config)
   with common.dataset_root(args.root, resolution=config.data.resolution) as root:
     config.data.root = root
@@ -54,47 +107,26 @@ def main() -> None:
     print(f'  G total              {layers.parameter_count(g):>12,d} parameters')
     print(f'  D total              {layers.parameter_count(networks.discriminator):>12,d} parameters')
 
-    mesh = parallel.make_mesh(config.train.num_devices)
-    models, state = state_lib.create(config, networks)
-    state = jax.device_put(state, state_lib.state_sharding(state, mesh))
-    step_fns = steps_lib.make_steps(models, config=config, mesh=mesh)
     source = sources.SynHeadSource(config.data.root, config.data.resolution)
-    dataset = pipeline.make_dataset(
-      source, batch_size=config.train.batch_size, seed=0, resolution=config.model.output_resolution
-    )
-    batch = pipeline.make_global_batch(next(iter(dataset)), mesh)
-    rng = jax.random.key(0)
-    phase_time = {}
-    for phase in ('g_main', 'd_main', 'g_reg', 'd_reg'):
-      # Steps donate their state: feed each call the state the previous one returned.
-      holder = {'state': state}
+    results = {}
+    for precision in precisions:
+      run_config = common.load_config(args.config)
+      run_config.data.root = root
+      common.set_precision(run_config, precision)
+      fields = {name: run_config.model[name] for name in common.PRECISIONS['float32']}
+      print(f'\n-- precision {precision}: {fields}', flush=True)
+      results[precision] = bench_precision(run_config, source, args.repeats)
 
-      def call(phase=phase, holder=holder):
-        holder['state'], metrics = step_fns[phase](holder['state'], batch, rng)
-        return metrics
-
-      first, median = common.time_fn(call, args.repeats)
-      state = holder['state']
-      phase_time[phase] = median
-      print(f'  {phase:8s} first call {first:6.2f} s, then {1000 * median:8.1f} ms')
-    train = config.train
-    iteration = (
-      phase_time['g_main']
-      + phase_time['d_main']
-      + phase_time['g_reg'] / train.density_reg_interval
-      + phase_time['d_reg'] / train.r1_interval
-    )
-    print(
-      f'  one training iteration (regularisers amortised): {1000 * iteration:.1f} ms = '
-      f'{train.batch_size / iteration:.1f} images/s'
-    )
-
-    sample = steps_lib.make_sampler(models, mesh=mesh)
-    eval_batch = pipeline.make_global_batch(
-      next(iter(pipeline.make_dataset(source, batch_size=8, seed=1, resolution=config.model.output_resolution))), mesh
-    )
-    first, median = common.time_fn(lambda: sample(state.g_ema, eval_batch, rng)['image'], args.repeats)
-    print(f'  render (EMA G, batch 8): first call {first:.2f} s, then {1000 * median / 8:.1f} ms per image')
+  if len(results) > 1:
+    print('\n== ms per call (median after compilation), side by side ==')
+    rows = [*PHASES, 'iteration', 'render_per_image']
+    print(f'  {"":18s}' + ''.join(f'{p:>12s}' for p in results))
+    for row in rows:
+      print(f'  {row:18s}' + ''.join(f'{1000 * r[row]:12.1f}' for r in results.values()))
+    base = next(iter(results))
+    for precision, r in results.items():
+      if precision != base:
+        print(f'  iteration {precision} / {base}: {r["iteration"] / results[base]["iteration"]:.2f}x')
 
 
 if __name__ == '__main__':
