@@ -44,6 +44,8 @@ class AppearanceOptions:
     hair_steps: Adam steps of the hair pass.
     texture_learning_rate: Adam step size of the texture (values are O(1)).
     style_learning_rate: Adam step size of ``w_hair``.
+    warmup_steps: linear learning-rate warm-up at the start of each pass (Adam's first,
+      unnormalised steps otherwise overshoot and the loss curve starts with a bump).
     lpips_weight: weight of the perceptual term.
     lpips_resolution: LPIPS runs on images area-resized to at most this side (VGG on 512²
       costs 4× that on 256²; LPIPS was calibrated on 64² patches).
@@ -54,6 +56,7 @@ class AppearanceOptions:
   hair_steps: int = 150
   texture_learning_rate: float = 0.02
   style_learning_rate: float = 0.01
+  warmup_steps: int = 10
   lpips_weight: float = 1.0
   lpips_resolution: int = 256
   smoothing: float = 0.9
@@ -197,8 +200,12 @@ def fit_appearance(
     (1, options.hair_steps, jnp.asarray(target_full, jnp.float32), True),
   )
   bar = tqdm.tqdm(total=options.face_steps + options.hair_steps, desc='appearance fit', disable=not progress)
+  warmup = lambda rate: optax.linear_schedule(0.0, rate, max(options.warmup_steps, 1))
   optimizer = optax.multi_transform(
-    {'texture': optax.adam(options.texture_learning_rate), 'w_hair': optax.adam(options.style_learning_rate)},
+    {
+      'texture': optax.adam(warmup(options.texture_learning_rate)),
+      'w_hair': optax.adam(warmup(options.style_learning_rate)),
+    },
     {'texture': 'texture', 'w_hair': 'w_hair'},
   )
   step = _adam_step(optimizer, loss_fn)  # one program for both passes: the hair pass only flips hair_on

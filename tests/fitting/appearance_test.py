@@ -1,0 +1,85 @@
+"""Appearance fit machinery: Poisson blending, smoothing, and the two-pass optimiser on a toy renderer."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from head360_jax.fitting import appearance, perceptual
+
+
+@pytest.fixture(scope='module')
+def lpips_params():
+  return perceptual.load_lpips()
+
+
+def test_blend_face_changes_only_the_mask():
+  rng = np.random.default_rng(0)
+  photo = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+  render = np.full((64, 64, 3), 200, np.uint8)
+  mask = np.zeros((64, 64), bool)
+  mask[20:44, 16:40] = True
+  out = appearance.blend_face(photo, render, mask)
+  np.testing.assert_array_equal(out[~mask], render[~mask])
+  # Inside, the photo's gradients come through (seamless cloning keeps its detail).
+  inside = out[22:42, 18:38].astype(float)
+  assert np.std(inside) > 0.5 * np.std(photo[22:42, 18:38].astype(float))
+
+
+def test_smooth_is_a_bias_corrected_ema():
+  np.testing.assert_allclose(appearance.smooth(np.full(5, 3.0), 0.9), 3.0)
+  curve = appearance.smooth(np.array([4.0, 2.0]), 0.5)
+  np.testing.assert_allclose(curve, [4.0, (0.25 * 4 + 0.5 * 2) / 0.75])
+
+
+def _toy_renderer(frozen, texture, w_hair):
+  """An image from a 'texture' and a 'hair style': enough structure to test the optimiser."""
+  image = jnp.tanh(texture[..., :3] + frozen['bias'])
+  image = jax.image.resize(image, (32, 32, 3), 'linear')
+  return image.at[:8].add(jnp.tanh(w_hair[:3]) - image[:8])  # the top rows are "hair"
+
+
+def test_two_passes_fit_texture_then_hair(lpips_params):
+  rng = np.random.default_rng(0)
+  frozen = {'bias': jnp.float32(0.1)}
+  true_texture = rng.normal(size=(16, 16, 4)).astype(np.float32) * 0.5
+  true_w = np.array([0.8, -0.5, 0.3, 0.0], np.float32)
+  target = np.asarray(_toy_renderer(frozen, true_texture, true_w))
+  texture0, w0 = np.zeros((16, 16, 4), np.float32), np.zeros(4, np.float32)
+  options = appearance.AppearanceOptions(face_steps=60, hair_steps=60, texture_learning_rate=0.05, lpips_weight=0.1)
+  fit = appearance.fit_appearance(
+    _toy_renderer, frozen, texture0, w0, target, target, lpips_params, options, progress=False
+  )
+  assert fit.losses.shape == (120,) and (fit.passes == np.repeat([0, 1], 60)).all()
+  face, hair = fit.losses[:60], fit.losses[60:]
+  assert face[-1] < 0.5 * face[0] and hair[-1] < 0.5 * hair[0]
+  # The face pass leaves the hair style alone; the hair pass moves it towards the truth.
+  assert np.linalg.norm(fit.w_hair[:3] - true_w[:3]) < 0.5 * np.linalg.norm(true_w[:3])
+  for pass_index in (0, 1):
+    smoothed = fit.smoothed[fit.passes == pass_index]
+    assert np.all(np.diff(smoothed) <= 1e-6)
+
+
+def test_face_pass_does_not_touch_the_hair_style(lpips_params):
+  frozen = {'bias': jnp.float32(0.0)}
+  target = np.asarray(_toy_renderer(frozen, np.ones((16, 16, 4), np.float32), np.ones(4, np.float32)))
+  options = appearance.AppearanceOptions(face_steps=5, hair_steps=0, lpips_weight=0.0)
+  w0 = np.full(4, 0.2, np.float32)
+  fit = appearance.fit_appearance(
+    _toy_renderer, frozen, np.zeros((16, 16, 4), np.float32), w0, target, target, lpips_params, options, progress=False
+  )
+  np.testing.assert_array_equal(fit.w_hair, w0)
+
+
+def test_rejects_targets_of_the_wrong_shape(lpips_params):
+  with pytest.raises(ValueError, match='target_face'):
+    appearance.fit_appearance(
+      _toy_renderer,
+      {'bias': jnp.float32(0.0)},
+      np.zeros((16, 16, 4), np.float32),
+      np.zeros(4, np.float32),
+      np.zeros((16, 16, 3), np.float32),
+      np.zeros((32, 32, 3), np.float32),
+      lpips_params,
+      progress=False,
+    )
