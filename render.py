@@ -79,7 +79,7 @@ def main(argv: list[str]) -> None:
     sys.exit(f'render.py: {error}')
   suffix = ('_' + _EXPRESSION.value.replace('=', '').replace(',', '_')) if _EXPRESSION.value else ''
   suffix += f'_hair{_HAIR_FROM.value:03d}' if hair is not None else ''
-  for name, (s, t, h) in tqdm(heads, desc='render', unit='head'):
+  for name, (s, t, h) in tqdm(heads, desc='render', unit='head', disable=not heads):
     frames = inference.to_uint8(renderer.render(s, t, h if hair is None else hair, b, labels, psi=_PSI.value))
     stem = output / f'{name}{suffix}_orbit'
     inference.write_image(stem.with_suffix('.png'), inference.image_grid(frames, columns=min(8, len(frames))))

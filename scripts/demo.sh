@@ -4,7 +4,8 @@
 #   2. build a small anny dataset in the SynHead100 layout (4 identities x 5 expressions x 72 views, 128²);
 #   3. train configs/tiny.py on it (300 steps; rerunning resumes);
 #   4. render 360° orbits (PNG grid + GIF) of two training identities, one with an open jaw;
-#   5. print the held-out L1 (9 camera views never trained on) at step 0 and after training.
+#   5. print the held-out L1 (9 camera views never trained on) at step 0 and after training;
+#   6. fit the trained model to a photo (fit.py) and orbit the fitted head with an open jaw.
 # Outputs go to ${DEMO_DIR:-runs/demo} (ignored by git).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +20,7 @@ $py train.py --config configs/tiny.py --workdir "$out/tiny" --config.data.root="
 $py render.py --workdir "$out/tiny" --identities 0,1 --views 24 --pitch 10
 $py render.py --workdir "$out/tiny" --identities 1 --views 24 --pitch 10 --expression jawOpen=1
 $py -m head360_jax.training.evaluate --workdir "$out/tiny"
-echo "demo done: dataset $out/anny_small, run $out/tiny (tensorboard --logdir $out/tiny), orbits in $out/tiny/renders"
+faces=${HEAD360_SHARED_DATA:-../shared/data}/faces
+$py fit.py --workdir "$out/tiny" --image "$faces/man.jpg" --out "$out/fitted/man"
+$py render.py --workdir "$out/tiny" --fitted "$out/fitted/man/fitted.npz" --views 24 --expression jawOpen=1
+echo "demo done: dataset $out/anny_small, run $out/tiny (tensorboard --logdir $out/tiny), orbits in $out/tiny/renders, photo fit in $out/fitted/man"

@@ -21,6 +21,7 @@ out of its optimiser, §8.1 item 10). Two passes, each Adam on
 """
 
 import dataclasses
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -72,6 +73,7 @@ class AppearanceFit:
     losses: (face_steps + hair_steps,) loss per step (before the step's update).
     smoothed: the losses' EMA, restarted at each pass.
     passes: (face_steps + hair_steps,) 0 for the face pass, 1 for the hair pass.
+    seconds: (face_steps + hair_steps,) wall time of each step (the first includes compiling).
   """
 
   texture: np.ndarray
@@ -79,6 +81,7 @@ class AppearanceFit:
   losses: np.ndarray
   smoothed: np.ndarray
   passes: np.ndarray
+  seconds: np.ndarray
 
 
 def smooth(losses: np.ndarray, factor: float) -> np.ndarray:
@@ -194,7 +197,7 @@ def fit_appearance(
       lpips_resolution=options.lpips_resolution,
     )
 
-  losses, passes = [], []
+  losses, passes, seconds = [], [], []
   schedule = (
     (0, options.face_steps, jnp.asarray(target_face, jnp.float32), False),
     (1, options.hair_steps, jnp.asarray(target_full, jnp.float32), True),
@@ -212,8 +215,10 @@ def fit_appearance(
   for index, steps, target, fit_hair in schedule:
     opt_state = optimizer.init(params)
     for _ in range(steps):
+      tic = time.perf_counter()
       params, opt_state, loss = step(params, opt_state, frozen, target, jnp.float32(fit_hair))
       losses.append(float(loss))
+      seconds.append(time.perf_counter() - tic)
       passes.append(index)
       bar.update(1)
       bar.set_postfix(loss=f'{losses[-1]:.4f}', refresh=False)
@@ -226,4 +231,5 @@ def fit_appearance(
     losses=losses,
     smoothed=smoothed,
     passes=passes,
+    seconds=np.asarray(seconds, np.float32),
   )

@@ -45,6 +45,8 @@ from head360_jax.geometry import bilinear, camera
 from head360_jax.geometry import rig as rig_lib
 from head360_jax.rendering import gl
 
+STAGES = ('detect', 'shape_fit', 'hairstyle', 'appearance_fit', 'write')  # keys of FitResult.timings (seconds)
+
 
 @dataclasses.dataclass(frozen=True)
 class FitOptions:
@@ -251,6 +253,9 @@ def fit_image(
   )
   render_fit = inference.to_uint8(np.asarray(jax.jit(render_fn)(frozen, result.texture, result.w_hair))[None])[0]
   timings['appearance_fit'] = time.perf_counter() - start
+  if len(result.seconds) > 2:  # the first step of each pass compiles (or re-dispatches) the program
+    steady = np.concatenate([result.seconds[result.passes == p][1:] for p in (0, 1)])
+    timings['appearance_per_100_steps'] = float(100 * np.median(steady))
   psnr, ssim = face_metrics(render_fit, photo_r, face)
   psnr0, ssim0 = face_metrics(render_start, photo_r, face)
   monotone = tuple(_monotone(result.smoothed[result.passes == p]) for p in (0, 1))
