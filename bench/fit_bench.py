@@ -101,7 +101,7 @@ def main() -> None:
     ('fit_image total (detect ... write)', sum(result.timings[k] for k in pipeline.STAGES)),
   ]
   for name, seconds in rows:
-    print(f'  {name:<72} {seconds:8.2f} s')
+    print(f'  {name:<72} {seconds:9.3f} s')
   print(f'  landmark RMS {100 * fit.rms_iod:.2f} % of the inter-ocular distance; face PSNR {result.psnr_face:.2f} dB')
 
 
