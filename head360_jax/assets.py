@@ -14,7 +14,6 @@ Nothing here downloads weights or data sets at run time. Two kinds of input exis
 
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -47,37 +46,51 @@ def cache_dir() -> pathlib.Path:
   return path
 
 
+def _fetch(folder: str, name: str, version: str, pip_option: str, suffixes: tuple[str, ...]) -> pathlib.Path:
+  """``pip download`` of one distribution into ``cache_dir()/<folder>/<name>-<version>/``, unpacked.
+
+  Unpacking goes to a temporary folder that is renamed into place, so an interrupted fetch
+  never leaves a half-unpacked tree behind; an archive holding one top-level folder (an
+  sdist) is unpacked to that folder's contents.
+  """
+  target = cache_dir() / folder / f'{name}-{version}'
+  if target.is_dir():
+    return target
+  target.parent.mkdir(parents=True, exist_ok=True)
+  with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+    cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', pip_option, '-d', tmp, f'{name}=={version}']
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    archives = [p for p in pathlib.Path(tmp).iterdir() if p.name.endswith(suffixes)]
+    if proc.returncode != 0 or not archives:
+      raise RuntimeError(f'could not fetch {name}=={version} ({pip_option}) with pip:\n{proc.stderr[-2000:]}')
+    unpacked = pathlib.Path(tmp) / 'unpacked'
+    if archives[0].name.endswith(('.whl', '.zip')):
+      with zipfile.ZipFile(archives[0]) as archive:
+        archive.extractall(unpacked)
+    else:
+      with tarfile.open(archives[0]) as archive:
+        archive.extractall(unpacked, filter='data')  # no absolute paths, links out of the tree, devices
+    entries = list(unpacked.iterdir())
+    single_folder = not archives[0].name.endswith('.whl') and len(entries) == 1 and entries[0].is_dir()
+    root = entries[0] if single_folder else unpacked
+    try:
+      root.rename(target)
+    except OSError:  # another process finished first
+      if not target.is_dir():
+        raise
+  return target
+
+
 def fetch_wheel(name: str, version: str) -> pathlib.Path:
   """Fetches ``name==version`` from PyPI without installing it and returns its unpacked root.
 
   The wheel is downloaded with ``pip download --no-deps`` and unzipped into
   ``cache_dir()/wheels/<name>-<version>/``; later calls return that folder at once.
-  Unpacking goes to a temporary folder that is renamed into place, so an interrupted
-  fetch never leaves a half-unpacked tree behind.
 
   Raises:
     RuntimeError: if pip cannot fetch the wheel (no network, unknown version).
   """
-  target = cache_dir() / 'wheels' / f'{name}-{version}'
-  if target.is_dir():
-    return target
-  target.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-    cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--only-binary=:all:', '-d', tmp, f'{name}=={version}']
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    wheels = list(pathlib.Path(tmp).glob('*.whl'))
-    if proc.returncode != 0 or not wheels:
-      raise RuntimeError(f'could not fetch {name}=={version} with pip:\n{proc.stderr[-2000:]}')
-    unpacked = pathlib.Path(tmp) / 'unpacked'
-    with zipfile.ZipFile(wheels[0]) as archive:
-      archive.extractall(unpacked)
-    try:
-      unpacked.rename(target)
-    except OSError:  # another process finished first
-      if not target.is_dir():
-        raise
-      shutil.rmtree(unpacked, ignore_errors=True)
-  return target
+  return _fetch('wheels', name, version, '--only-binary=:all:', ('.whl',))
 
 
 def fetch_sdist(name: str, version: str) -> pathlib.Path:
@@ -85,41 +98,14 @@ def fetch_sdist(name: str, version: str) -> pathlib.Path:
 
   The sdist is downloaded with ``pip download --no-deps --no-binary :all:`` (pip runs the
   package's build backend to read its metadata, but installs nothing) and unpacked into
-  ``cache_dir()/sdists/<name>-<version>/``: the returned folder is the sdist's top-level
-  folder (the one holding ``setup.py`` / ``pyproject.toml``). Later calls return it at once.
-  Members are extracted with tarfile's ``'data'`` filter (no absolute paths, links out of the
-  tree or device files), into a temporary folder that is renamed into place, so an
-  interrupted fetch never leaves a half-unpacked tree behind.
+  ``cache_dir()/sdists/<name>-<version>/``: the sdist's top-level folder (the one holding
+  ``setup.py`` / ``pyproject.toml``). Later calls return it at once. Tar members are
+  extracted with tarfile's ``'data'`` filter.
 
   Raises:
-    RuntimeError: if pip cannot fetch the sdist (no network, unknown version, no sdist), or
-      the archive is not a ``.tar.gz`` / ``.zip``.
+    RuntimeError: if pip cannot fetch the sdist (no network, unknown version, no sdist).
   """
-  target = cache_dir() / 'sdists' / f'{name}-{version}'
-  if target.is_dir():
-    return target
-  target.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-    cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--no-binary=:all:', '-d', tmp, f'{name}=={version}']
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    archives = [p for p in pathlib.Path(tmp).iterdir() if p.name.endswith(('.tar.gz', '.zip'))]
-    if proc.returncode != 0 or not archives:
-      raise RuntimeError(f'could not fetch the {name}=={version} sdist with pip:\n{proc.stderr[-2000:]}')
-    unpacked = pathlib.Path(tmp) / 'unpacked'
-    if archives[0].name.endswith('.zip'):
-      with zipfile.ZipFile(archives[0]) as archive:
-        archive.extractall(unpacked)
-    else:
-      with tarfile.open(archives[0]) as archive:
-        archive.extractall(unpacked, filter='data')
-    entries = list(unpacked.iterdir())
-    root = entries[0] if len(entries) == 1 and entries[0].is_dir() else unpacked
-    try:
-      root.rename(target)
-    except OSError:  # another process finished first
-      if not target.is_dir():
-        raise
-  return target
+  return _fetch('sdists', name, version, '--no-binary=:all:', ('.tar.gz', '.zip'))
 
 
 def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:

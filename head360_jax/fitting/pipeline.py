@@ -3,18 +3,19 @@
 Legend: ``S`` side of the canonical crop used for alignment, shape fit and the overlay
 (``FitOptions.crop_size``), ``R`` generator output resolution, ``l`` = 468 landmarks.
 
-Stages (ARCHITECTURE D9; times per stage in ``FitResult.timings``):
+Stages (ARCHITECTURE D9; one function each, times in ``FitResult.timings``):
 
-1. detect: MediaPipe face detection + 468-point face mesh and selfie segmentation
+1. ``detect``: MediaPipe face detection + 468-point face mesh and selfie segmentation
    (``fitting.landmarks``); a bad file, a tiny image or no face stops here, before any output;
-2. align + shape fit: the photo is brought into the dataset's frontal frame
+2. ``align_and_fit_shape``: the photo is brought into the dataset's frontal frame
    (``fitting.align``), then ``s``, the head pose and ARKit ``b`` are fitted to the
    landmarks (``fitting.shape``) through the rig's correspondence table
    (``fitting.correspondence``); the crop is refined with the fitted pose;
-3. hairstyle: the photo's hair mask in the crop is classified among the dataset's hairstyles
-   (``fitting.hairstyle``); the fit starts from the codes of a training identity with that
-   hairstyle (the reference starts from a dataset identity's texture, reference-spec §6);
-4. appearance fit: neural texture, then texture + hair style (``fitting.appearance``);
+3. ``start_identity``: the photo's hair mask in the crop is classified among the dataset's
+   hairstyles (``fitting.hairstyle``); the fit starts from the codes of a training identity
+   with that hairstyle (the reference starts from a dataset identity's texture, spec §6);
+4. appearance (``frontal_renderer`` + ``appearance.fit_appearance``): neural texture, then
+   texture + hair style;
 5. outputs (written to a temporary folder and moved into place at the end, so a failed fit
    leaves nothing behind): ``fitted.npz`` (``fitting.fitted``), ``aligned.png``,
    ``overlay.png`` (fitted mesh and landmarks over the crop: detected green, reprojected
@@ -127,9 +128,133 @@ def _overlay(crop: np.ndarray, vertices: np.ndarray, faces: np.ndarray, label: n
   return out
 
 
-def _run_meta(renderer: inference.HeadRenderer) -> tuple[pathlib.Path, str]:
-  root = pathlib.Path(renderer.config.data.root)
-  return root, renderer.model.rig
+@dataclasses.dataclass(frozen=True)
+class Photo:
+  """A photo and what the MediaPipe models found in it (stage 1).
+
+  Attributes:
+    image: (H, W, 3) uint8 RGB.
+    landmarks: the face's 468 landmarks (``landmarks.FaceLandmarks``).
+    person: (H, W) float32 person probability.
+    hair: (H, W) bool hair mask.
+  """
+
+  image: np.ndarray
+  landmarks: landmarks_lib.FaceLandmarks
+  person: np.ndarray
+  hair: np.ndarray
+
+
+def detect(image_path: str | pathlib.Path) -> Photo:
+  """Loads a photo and runs face detection, the face mesh and selfie segmentation.
+
+  Raises:
+    landmarks.ImageError: unreadable, non-image or too small file.
+    landmarks.NoFaceError: no face in the photo.
+  """
+  image = landmarks_lib.load_image(image_path)
+  found = landmarks_lib.FaceLandmarker()(image)
+  person = landmarks_lib.SelfieSegmenter()(image)
+  return Photo(image, found, person, landmarks_lib.hair_mask(person, found, image=image))
+
+
+@dataclasses.dataclass(frozen=True)
+class Alignment:
+  """The photo in the canonical frame and the fitted shape (stage 2).
+
+  Attributes:
+    model: the fit's bilinear model; fit: the ``shape.ShapeFit``.
+    matrix: (2, 3) photo -> crop similarity (the fit's shift folded in).
+    label: (25,) camera label of the crop (frontal camera rotated by the head pose).
+    crop, person, hair: the photo (uint8 RGB, white outside), person probability and hair
+      mask warped into the ``S``² crop.
+    detected, reprojected: (l, 3) detected and reprojected landmarks in crop pixels.
+    vertices: (v, 3) fitted mesh (mesh units).
+    iod: inter-ocular distance in crop pixels.
+  """
+
+  model: bilinear.BilinearModel
+  fit: shape.ShapeFit
+  matrix: np.ndarray
+  label: np.ndarray
+  crop: np.ndarray
+  person: np.ndarray
+  hair: np.ndarray
+  detected: np.ndarray
+  reprojected: np.ndarray
+  vertices: np.ndarray
+  iod: float
+
+
+def align_and_fit_shape(photo: Photo, rig_name: str, options: FitOptions) -> Alignment:
+  """Aligns the photo to the frontal frame and fits ``s``, pose and ``b`` to its landmarks (stage 2)."""
+  model = bilinear.build_from_rig(
+    rig_lib.load_rig(rig_name), options.shape_identities, rank=options.shape_rank, seed=options.shape_seed
+  )
+  table = correspondence.load_correspondence(rig_name)
+  lm_model = shape.landmark_model(model, table.faces, table.barycentrics)
+  weights = table.valid.astype(np.float32)
+  weights[list(landmarks_lib.FACE_OVAL)] *= options.face_contour_weight
+  size, label0 = options.crop_size, align.frontal_label()
+  matrix0 = align.similarity(photo.landmarks.points, align.template(lm_model, size), weights)
+  target = align.transform_points(matrix0, photo.landmarks.points)
+  iod = align.inter_ocular(target)
+  fit = shape.fit_shape(lm_model, target, weights, label=label0, size=size, iod=iod, options=options.shape_options)
+  matrix = align.refine(matrix0, fit.pose, size)
+  rotation = shape.rotation_matrix(jnp.asarray(fit.pose.axis_angle))
+  head_pose = shape.Pose(fit.pose.axis_angle, np.zeros((), np.float32), np.zeros(2, np.float32))
+  points = shape.landmark_positions(lm_model, fit.s, fit.b)
+  return Alignment(
+    model=model,
+    fit=fit,
+    matrix=matrix,
+    label=np.asarray(shape.rotated_label(label0, rotation)),
+    crop=align.warp(photo.image, matrix, size, border=(255, 255, 255)),
+    person=align.warp(photo.person, matrix, size),
+    hair=align.warp(photo.hair.astype(np.float32), matrix, size) > 0.5,
+    detected=align.transform_points(matrix, photo.landmarks.points),
+    reprojected=np.asarray(shape.project_points(points, head_pose, jnp.asarray(label0), size)),
+    vertices=np.asarray(bilinear.vertices(model, fit.s, fit.b)),
+    iod=iod,
+  )
+
+
+def start_identity(dataset_root: str | pathlib.Path, hair: np.ndarray) -> tuple[int, str, float]:
+  """Training identity to start from: one with the hairstyle the classifier predicts (stage 3).
+
+  Returns:
+    ``(identity index, hairstyle, its probability)``.
+  """
+  classifier = hairstyle.train_classifier(dataset_root)
+  style, probabilities = hairstyle.predict(classifier, hair)
+  # Identity folders are named id_000, id_001, ...: the suffix is the identity index.
+  name = classifier.identities_by_class[classifier.classes.index(style)][0]
+  return int(name.split('_')[-1]), style, float(probabilities.max())
+
+
+def frontal_renderer(renderer: inference.HeadRenderer, ws: dict, label: np.ndarray, vertices: np.ndarray):
+  """``(render_fn, frozen)`` for ``appearance.fit_appearance``: the frozen generator's view of the crop.
+
+  ``render_fn(frozen, texture (T, T, c), w_hair (w,)) -> (R, R, 3)`` in [-1, 1] renders the
+  fitted mesh from the crop's camera with the given texture and hair style (deterministic:
+  constant noise, unjittered samples, the fixed super-resolution style).
+  """
+  graphdef, params, rest = nnx.split(renderer.generator, nnx.Param, ...)
+  frozen = {
+    'params': params,
+    'rest': rest,
+    'ws_sr': ws['sr'],
+    'label': jnp.asarray(label)[None],
+    'vertices': jnp.asarray(vertices)[None],
+  }
+
+  def render_fn(frozen, texture, w_hair):
+    generator = nnx.merge(graphdef, frozen['params'], frozen['rest'])
+    styles = {'texture': jnp.zeros_like(frozen['ws_sr']), 'hair': w_hair[None], 'sr': frozen['ws_sr']}
+    out = generator(styles, frozen['label'], frozen['vertices'], key=None, noise_mode='const', texture=texture[None])
+    return out['image'][0]
+
+  return render_fn, frozen
 
 
 def fit_image(
@@ -160,84 +285,45 @@ def fit_image(
     FileNotFoundError: missing dataset files of the run (hairstyle classifier).
   """
   timings = {}
-  start = time.perf_counter()
-  photo = landmarks_lib.load_image(image_path)
-  detected = landmarks_lib.FaceLandmarker()(photo)
-  person = landmarks_lib.SelfieSegmenter()(photo)
-  hair = landmarks_lib.hair_mask(person, detected, image=photo)
-  timings['detect'] = time.perf_counter() - start
+  clock = time.perf_counter()
 
-  # Align and fit the shape.
-  start = time.perf_counter()
-  root, rig_name = _run_meta(renderer)
-  model = bilinear.build_from_rig(
-    rig_lib.load_rig(rig_name), options.shape_identities, rank=options.shape_rank, seed=options.shape_seed
+  def lap(name):
+    nonlocal clock
+    timings[name] = time.perf_counter() - clock
+    clock = time.perf_counter()
+
+  photo = detect(image_path)
+  lap('detect')
+
+  aligned = align_and_fit_shape(photo, renderer.model.rig, options)
+  fit, size = aligned.fit, options.crop_size
+  overlay = _overlay(
+    aligned.crop, aligned.vertices, aligned.model.faces, aligned.label, aligned.detected, aligned.reprojected
   )
-  table = correspondence.load_correspondence(rig_name)
-  lm_model = shape.landmark_model(model, table.faces, table.barycentrics)
-  weights = table.valid.astype(np.float32)
-  weights[list(landmarks_lib.FACE_OVAL)] *= options.face_contour_weight
-  size = options.crop_size
-  label0 = align.frontal_label()
-  matrix0 = align.similarity(detected.points, align.template(lm_model, size), weights)
-  target = align.transform_points(matrix0, detected.points)
-  iod = align.inter_ocular(target)
-  fit = shape.fit_shape(lm_model, target, weights, label=label0, size=size, iod=iod, options=options.shape_options)
-  matrix = align.refine(matrix0, fit.pose, size)
-  rotation = np.asarray(shape.rotation_matrix(jnp.asarray(fit.pose.axis_angle)))
-  label = np.asarray(shape.rotated_label(label0, rotation))
-  crop = align.warp(photo, matrix, size, border=(255, 255, 255))
-  person_crop = align.warp(person, matrix, size)
-  hair_crop = align.warp(hair.astype(np.float32), matrix, size) > 0.5
-  detected_crop = align.transform_points(matrix, detected.points)
-  head_pose = shape.Pose(fit.pose.axis_angle, np.zeros((), np.float32), np.zeros(2, np.float32))
-  points = shape.landmark_positions(lm_model, fit.s, fit.b)
-  reprojected = np.asarray(shape.project_points(points, head_pose, jnp.asarray(label0), size))
-  vertices = np.asarray(bilinear.vertices(model, fit.s, fit.b))
-  overlay = _overlay(crop, vertices, np.asarray(model.faces), label, detected_crop, reprojected)
-  timings['shape_fit'] = time.perf_counter() - start
+  lap('shape_fit')
+  angle = np.degrees(np.linalg.norm(fit.pose.axis_angle))
   log(
     f'shape fit: landmark RMS {fit.rms_px:.2f} px in the {size}² crop = {100 * fit.rms_iod:.2f} % of the '
-    f'inter-ocular distance ({iod:.1f} px); head rotation {np.degrees(np.linalg.norm(fit.pose.axis_angle)):.1f} deg'
+    f'inter-ocular distance ({aligned.iod:.1f} px); head rotation {angle:.1f} deg'
   )
 
-  # Hairstyle -> starting codes.
-  start = time.perf_counter()
-  classifier = hairstyle.train_classifier(root)
-  style, probabilities = hairstyle.predict(classifier, hair_crop)
-  # A training identity with that hairstyle (folder names id_000, ... are the identity indices).
-  start_identity = int(classifier.identities_by_class[classifier.classes.index(style)][0].split('_')[-1])
-  _, t0, h0 = renderer.identity(start_identity)
-  timings['hairstyle'] = time.perf_counter() - start
-  log(f'hairstyle: {style} (p = {probabilities.max():.2f}); starting from training identity {start_identity}')
+  identity, style, probability = start_identity(renderer.config.data.root, aligned.hair)
+  _, t0, h0 = renderer.identity(identity)
+  lap('hairstyle')
+  log(f'hairstyle: {style} (p = {probability:.2f}); starting from training identity {identity}')
 
-  # Appearance.
-  start = time.perf_counter()
   resolution = renderer.generator.config.image_resolution
   ws = renderer.styles(t0, h0)
-  graphdef, params, rest = nnx.split(renderer.generator, nnx.Param, ...)
-  frozen = {
-    'params': params,
-    'rest': rest,
-    'ws_sr': ws['sr'],
-    'label': jnp.asarray(label)[None],
-    'vertices': jnp.asarray(vertices)[None],
-  }
-
-  def render_fn(frozen, texture, w_hair):
-    generator = nnx.merge(graphdef, frozen['params'], frozen['rest'])
-    styles = {'texture': jnp.zeros_like(frozen['ws_sr']), 'hair': w_hair[None], 'sr': frozen['ws_sr']}
-    out = generator(styles, frozen['label'], frozen['vertices'], key=None, noise_mode='const', texture=texture[None])
-    return out['image'][0]
-
+  render_fn, frozen = frontal_renderer(renderer, ws, aligned.label, aligned.vertices)
+  render = jax.jit(render_fn)
   texture0 = np.asarray(renderer.generator.neural_texture(ws, noise_mode='const'))[0]
   w_hair0 = np.asarray(ws['hair'][0])
-  render_start = inference.to_uint8(np.asarray(jax.jit(render_fn)(frozen, texture0, w_hair0))[None])[0]
-  photo_r = _resize(crop, resolution)
-  person_r = _resize(person_crop, resolution)[..., None]
+  render_start = inference.to_uint8(np.asarray(render(frozen, texture0, w_hair0))[None])[0]
+  photo_r = _resize(aligned.crop, resolution)
+  person_r = _resize(aligned.person, resolution)[..., None]
   target_full = (photo_r.astype(np.float32) * person_r + 255.0 * (1 - person_r)).astype(np.uint8)
-  oval = align.transform_points(matrix, detected.points)[list(landmarks_lib.FACE_OVAL), :2] * (resolution / size)
-  hair_r = _resize(hair_crop.astype(np.uint8), resolution) > 0
+  oval = aligned.detected[list(landmarks_lib.FACE_OVAL), :2] * (resolution / size)
+  hair_r = _resize(aligned.hair.astype(np.uint8), resolution) > 0
   face = landmarks_lib.polygon_mask(oval, (resolution, resolution)) & ~hair_r
   target_face = appearance.blend_face(photo_r, render_start, face)
   result = appearance.fit_appearance(
@@ -251,8 +337,8 @@ def fit_image(
     options.appearance_options,
     progress=progress,
   )
-  render_fit = inference.to_uint8(np.asarray(jax.jit(render_fn)(frozen, result.texture, result.w_hair))[None])[0]
-  timings['appearance_fit'] = time.perf_counter() - start
+  render_fit = inference.to_uint8(np.asarray(render(frozen, result.texture, result.w_hair))[None])[0]
+  lap('appearance_fit')
   if len(result.seconds) > 2:  # the first step of each pass compiles (or re-dispatches) the program
     steady = np.concatenate([result.seconds[result.passes == p][1:] for p in (0, 1)])
     timings['appearance_per_100_steps'] = float(100 * np.median(steady))
@@ -270,8 +356,8 @@ def fit_image(
     texture=result.texture,
     w_hair=result.w_hair,
     h=np.asarray(h0),
-    label=label,
-    shape_rig=rig_name,
+    label=aligned.label,
+    shape_rig=renderer.model.rig,
     shape_identities=options.shape_identities,
     shape_rank=options.shape_rank,
     shape_seed=options.shape_seed,
@@ -282,7 +368,7 @@ def fit_image(
     rms_px=fit.rms_px,
     rms_iod=fit.rms_iod,
     hairstyle=style,
-    hairstyle_probability=float(probabilities.max()),
+    hairstyle_probability=probability,
     psnr_face=psnr,
     ssim_face=ssim,
     psnr_face_start=psnr0,
@@ -290,38 +376,42 @@ def fit_image(
     smoothed_monotone=monotone,
     timings=timings,
   )
-
-  # Outputs: everything into a temporary folder, then moved into place.
-  start = time.perf_counter()
   orbit = inference.to_uint8(
     renderer.render_styles(
       {**ws, 'hair': jnp.asarray(result.w_hair)[None]},
-      vertices,
+      aligned.vertices,
       inference.orbit_labels(options.orbit_views),
       result.texture,
     )
   )
-  out_dir = pathlib.Path(out_dir)
+  images = {
+    'aligned.png': aligned.crop,
+    'overlay.png': overlay,
+    'before_after.png': _resize_height(np.concatenate([target_full, render_start, render_fit], 1), 256),
+    'orbit.png': inference.image_grid(orbit, columns=min(8, len(orbit))),
+  }
+  metrics = {k: v for k, v in dataclasses.asdict(report).items() if k != 'head'}
+  metrics.update(image=str(image_path), inter_ocular_px=aligned.iod, crop_size=size, resolution=resolution)
+  _write_outputs(pathlib.Path(out_dir), head, images, orbit, fit.losses, result, metrics)
+  lap('write')
+  return report
+
+
+def _write_outputs(out_dir, head, images, orbit, shape_losses, result, metrics) -> None:
+  """Writes everything into a temporary folder beside ``out_dir``, then moves it into place."""
   out_dir.parent.mkdir(parents=True, exist_ok=True)
   with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f'.{out_dir.name}-') as tmp:
     tmp = pathlib.Path(tmp)
     fitted.save(head, tmp / 'fitted.npz')
-    inference.write_image(tmp / 'aligned.png', crop)
-    inference.write_image(tmp / 'overlay.png', overlay)
-    before_after = np.concatenate([target_full, render_start, render_fit], axis=1)
-    inference.write_image(tmp / 'before_after.png', _resize_height(before_after, max(256, resolution)))
-    inference.write_image(tmp / 'orbit.png', inference.image_grid(orbit, columns=min(8, len(orbit))))
+    for name, image in images.items():
+      inference.write_image(tmp / name, image)
     inference.write_video(tmp / 'orbit.gif', orbit)
-    _write_log(tmp / 'fit_log.csv', fit.losses, result)
-    metrics = {k: v for k, v in dataclasses.asdict(report).items() if k != 'head'}
-    metrics.update(image=str(image_path), inter_ocular_px=iod, crop_size=size, resolution=resolution)
+    _write_log(tmp / 'fit_log.csv', shape_losses, result)
     (tmp / 'metrics.json').write_text(json.dumps(metrics, indent=1, default=float) + '\n')
     if out_dir.exists():
       shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     tmp.mkdir()  # TemporaryDirectory removes its (now moved) folder on exit
-  timings['write'] = time.perf_counter() - start
-  return report
 
 
 def _resize_height(image: np.ndarray, height: int) -> np.ndarray:
