@@ -18,7 +18,7 @@ import jax
 import psutil
 
 from head360_jax.data import build_dataset
-from head360_jax.geometry import rig
+from head360_jax.geometry import bilinear, rig
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -66,16 +66,26 @@ def time_fn(fn: Callable, repeats: int) -> tuple[float, float]:
 
 @contextlib.contextmanager
 def dataset_root(
-  root: str | None, *, resolution: int, num_identities: int = 2, expressions=('neutral',)
+  root: str | None, *, resolution: int, num_identities: int = 2, expressions=('neutral',), rank: int | None = None
 ) -> Iterator[str]:
-  """Yields ``root``, or a throwaway anny dataset built at ``resolution`` in a temporary folder."""
+  """Yields ``root``, or a throwaway anny dataset built at ``resolution`` in a temporary folder.
+
+  ``rank``: the throwaway dataset's ``bilinear.npz`` is built from ``max(rank, num_identities)``
+  identities, so it has that rank (for ``model.latent = 'identity_factor'``, whose ``z_dim`` must
+  equal it); images are still rendered for ``num_identities`` only (the first identities of the
+  same draw, so their meshes agree). None: the builder's own model (rank ``num_identities``).
+  """
   if root is not None:
     yield str(root)
     return
+  anny = rig.load_rig('anny')
   with tempfile.TemporaryDirectory() as tmp:
+    if rank is not None:  # written first: build_dataset keeps an existing bilinear.npz
+      model = bilinear.build_from_rig(anny, num_identities=max(rank, num_identities), rank=rank, seed=0)
+      bilinear.save(model, pathlib.Path(tmp) / 'bilinear.npz')
     build_dataset.build(
       tmp,
-      rig=rig.load_rig('anny'),
+      rig=anny,
       num_identities=num_identities,
       expressions=list(expressions),
       resolution=resolution,

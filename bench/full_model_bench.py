@@ -27,8 +27,10 @@ skips sections 2-3 (the full-size networks are then built only for the training 
 
 Without ``--root`` a 2-identity x 1-expression dataset is built at 64² in a temporary folder
 (only the mesh topology and a batch of labels are needed; images are resized to the model's
-output resolution). Peak memory is the process's resident set sampled every 10 ms, minus
-what it was before the measured step ("+RSS"), beside XLA's own buffer sizes.
+output resolution); with ``model.latent = 'identity_factor'`` (synhead) its bilinear model is
+built from ``z_dim`` (50) identities, so its rank matches. Peak memory is the process's resident
+set sampled every 10 ms, minus what it was before the measured step ("+RSS"), beside XLA's own
+buffer sizes.
 """
 
 import argparse
@@ -76,7 +78,8 @@ UNET_ATTRS = {
   'blending': ('blending_unet', 'neural_blending', 'blending', 'blending_net'),
 }
 UNET_FLAGS = {'mouth': 'mouth_unet', 'blending': 'blending_unet'}
-KNOWN_G_ATTRS = {'texture_mapping', 'hair_mapping', 'sr_mapping', 'texture_synthesis', 'static_synthesis', 'decoder'}
+KNOWN_G_ATTRS = {'main_mapping', 'texture_mapping', 'hair_mapping', 'sr_mapping', 'texture_synthesis'}
+KNOWN_G_ATTRS |= {'static_synthesis', 'decoder'}
 KNOWN_G_ATTRS |= {'superres'} | {name for names in UNET_ATTRS.values() for name in names}
 
 
@@ -128,8 +131,14 @@ def parameter_rows(config, g: nnx.Module, d: nnx.Module) -> tuple[list[dict], li
     label, spec_m, _ = SPEC[key]
     rows.append({'key': key, 'component': label, 'ours': ours, 'spec_m': spec_m, 'detail': detail})
 
-  tex, hair = count(g.texture_mapping), count(g.hair_mapping)
-  add('main_mapping', tex + hair, f'texture {tex / 1e6:.3f} M + hair {hair / 1e6:.3f} M')
+  shared = getattr(g, 'main_mapping', None)
+  if shared is not None:  # model.latent 'identity_factor': one network for both branches, counted once
+    main = count(shared)
+    add('main_mapping', main, f'g.main_mapping, shared by texture and hair (z_dim {config.model.z_dim})')
+  else:
+    tex, hair = count(g.texture_mapping), count(g.hair_mapping)
+    main = tex + hair
+    add('main_mapping', main, f'texture {tex / 1e6:.3f} M + hair {hair / 1e6:.3f} M')
   add('sr_mapping', count(g.sr_mapping))
   add('texture', count(g.texture_synthesis))
   add('static', count(g.static_synthesis))
@@ -171,19 +180,28 @@ def parameter_rows(config, g: nnx.Module, d: nnx.Module) -> tuple[list[dict], li
   ref_mapping = nnx.eval_shape(
     lambda: stylegan.MappingNetwork(50, config.model.c_dim, config.model.w_dim, num_layers=2, rngs=nnx.Rngs(0))
   )
-  notes.append(
-    f'main mapping: Head360 has ONE mapping of the identity factor (z_dim 50; camera embedding 25->50; '
-    f'FC 100->512->512) whose w drives both the texture and the static/hair planes. This port has two '
-    f'(texture code t and hair code h, z_dim {config.model.z_dim} each, camera embedding 25->{config.model.z_dim}, '
-    f'FC {2 * config.model.z_dim}->512->512) so hairstyles swap independently of the face (ARCHITECTURE D5); '
-    f'hence {(tex + hair) / count(ref_mapping):.1f}x the reference mapping. Our MappingNetwork built at the '
-    f'reference sizes has {count(ref_mapping) / 1e6:.4f} M parameters (spec 0.32 M).'
-  )
-  single = count(g) - (tex + hair) + count(ref_mapping)
-  notes.append(
-    f"G total with the reference's single z_dim-50 mapping instead of our two: {single / 1e6:.3f} M "
-    f'(vs {spec_built:g} M for the same rows of the spec; {_pct(single / 1e6, spec_built)}).'
-  )
+  z_dim = config.model.z_dim
+  if shared is not None:
+    notes.append(
+      f"main mapping: model.latent = 'identity_factor', as the reference: ONE mapping of the identity's "
+      f'bilinear factor row (z_dim {z_dim}; camera embedding 25->{z_dim}; FC {2 * z_dim}->512->512) whose w '
+      f'drives the texture, the static/hair planes and the StyleUNets (a hairstyle swap maps another '
+      f"identity's row). Our MappingNetwork at the reference sizes has {count(ref_mapping) / 1e6:.4f} M "
+      f'parameters (spec 0.32 M, rounded).'
+    )
+  else:
+    notes.append(
+      f"main mapping: model.latent = 'codes': two mappings (texture code t and hair code h, z_dim {z_dim} each, "
+      f'camera embedding 25->{z_dim}, FC {2 * z_dim}->512->512) where Head360 has ONE mapping of the identity '
+      f'factor (z_dim 50; camera embedding 25->50; FC 100->512->512; configs/synhead.py sets latent '
+      f"'identity_factor'); hence {main / count(ref_mapping):.1f}x the reference mapping. Our MappingNetwork "
+      f'built at the reference sizes has {count(ref_mapping) / 1e6:.4f} M parameters (spec 0.32 M).'
+    )
+    single = count(g) - main + count(ref_mapping)
+    notes.append(
+      f"G total with the reference's single z_dim-50 mapping instead of our two: {single / 1e6:.3f} M "
+      f'(vs {spec_built:g} M for the same rows of the spec; {_pct(single / 1e6, spec_built)}).'
+    )
   notes.append(
     'Spec figures are rounded to the digits shown, so tiny rows carry rounding: the reference decoder '
     '(FC 64->64 + FC 64->65, with biases) has exactly 8,385 parameters, the spec prints 0.008 M.'
@@ -564,7 +582,9 @@ def main() -> None:
     f'{psutil.virtual_memory().total / 2**30:.0f} GiB RAM; config {args.config} vs {args.tiny_config}',
     flush=True,
   )
-  with common.dataset_root(args.root, resolution=args.data_resolution) as root:
+  # 'identity_factor' needs a bilinear model of rank z_dim (build_models checks it).
+  rank = config.model.z_dim if config.model.get('latent', 'codes') == 'identity_factor' else None
+  with common.dataset_root(args.root, resolution=args.data_resolution, rank=rank) as root:
     for cfg in (config, tiny_config):
       cfg.data.root = root
       cfg.data.resolution = args.data_resolution if args.root is None else cfg.data.resolution

@@ -84,7 +84,8 @@ def main() -> None:
   if unknown:
     parser.error(f'unknown --precision {sorted(unknown)}')
   config = common.load_config(args.config)
-  with common.dataset_root(args.root, resolution=config.data.resolution) as root:
+  rank = config.model.z_dim if config.model.get('latent', 'codes') == 'identity_factor' else None
+  with common.dataset_root(args.root, resolution=config.data.resolution, rank=rank) as root:
     config.data.root = root
     print(
       f'jax {jax.__version__} on {jax.devices()[0].platform} ({len(jax.devices())} device(s)); '
@@ -94,6 +95,7 @@ def main() -> None:
     networks = build.build_models(config)
     g = networks.generator
     components = [
+      'main_mapping',  # model.latent 'identity_factor' (shared by texture and hair); else the two below
       'texture_mapping',
       'hair_mapping',
       'sr_mapping',
@@ -102,7 +104,7 @@ def main() -> None:
       'decoder',
       'superres',
     ]
-    for name in components:
+    for name in (name for name in components if getattr(g, name, None) is not None):
       print(f'  G {name:18s} {layers.parameter_count(getattr(g, name)):>12,d} parameters')
     print(f'  G total              {layers.parameter_count(g):>12,d} parameters')
     print(f'  D total              {layers.parameter_count(networks.discriminator):>12,d} parameters')

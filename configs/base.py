@@ -19,7 +19,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
 
   model = config.model = ml_collections.ConfigDict()
-  model.z_dim = 512  # texture and hair codes t, h
+  model.z_dim = 512  # texture and hair codes t, h ('identity_factor': the bilinear model's rank)
+  # 'codes': fixed Gaussian t_i, h_i per identity, two mappings; 'identity_factor': t = h = the identity's
+  # bilinear factor row, one shared mapping (the reference, ARCHITECTURE D3; synhead)
+  model.latent = 'codes'
   model.w_dim = 512
   model.c_dim = 25
   model.mapping_layers = 2
@@ -41,7 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   model.stage = 1
   model.mouth_unet = False  # mouth crop -> StyleUNet -> paste on the front view (spec §3.6; synhead: on)
   model.blending_unet = False  # neural-blending StyleUNet over the front view (spec §3.6; synhead: on)
-  model.codes_seed = 0  # fixed per-identity codes (t, h)
+  model.codes_seed = 0  # fixed per-identity codes (t, h) of latent 'codes'
   model.d_channel_base = 32768
   model.d_channel_max = 512
   model.d_mbstd_group = 2

