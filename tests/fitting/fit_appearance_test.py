@@ -46,12 +46,14 @@ def test_two_passes_fit_texture_then_hair(lpips_params):
   true_w = np.array([0.8, -0.5, 0.3, 0.0], np.float32)
   target = np.asarray(_toy_renderer(frozen, true_texture, true_w))
   texture0, w0 = np.zeros((16, 16, 4), np.float32), np.zeros(4, np.float32)
-  options = appearance.AppearanceOptions(face_steps=60, hair_steps=60, texture_learning_rate=0.05, lpips_weight=0.1)
+  options = appearance.AppearanceOptions(
+    face_steps=40, hair_steps=40, texture_learning_rate=0.05, style_learning_rate=0.05, lpips_weight=0.1
+  )
   fit = appearance.fit_appearance(
     _toy_renderer, frozen, texture0, w0, target, target, lpips_params, options, progress=False
   )
-  assert fit.losses.shape == (120,) and (fit.passes == np.repeat([0, 1], 60)).all()
-  face, hair = fit.losses[:60], fit.losses[60:]
+  assert fit.losses.shape == (80,) and (fit.passes == np.repeat([0, 1], 40)).all()
+  face, hair = fit.losses[:40], fit.losses[40:]
   assert face[-1] < 0.5 * face[0] and hair[-1] < 0.5 * hair[0]
   # The face pass leaves the hair style alone; the hair pass moves it towards the truth.
   assert np.linalg.norm(fit.w_hair[:3] - true_w[:3]) < 0.5 * np.linalg.norm(true_w[:3])
