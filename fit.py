@@ -51,7 +51,9 @@ def main(argv: list[str]) -> None:
     landmarks.FaceLandmarker()(landmarks.load_image(image))
     renderer = inference.HeadRenderer(_WORKDIR.value, step=_STEP.value)
     result = pipeline.fit_image(image, renderer, out, options)
-  except (landmarks.ImageError, landmarks.NoFaceError, FileNotFoundError) as error:
+  except landmarks.NoFaceError as error:
+    sys.exit(f'fit.py: {image}: {error}')
+  except (landmarks.ImageError, FileNotFoundError) as error:
     sys.exit(f'fit.py: {error}')
   times = ', '.join(f'{name} {seconds:.1f} s' for name, seconds in result.timings.items())
   print(f'fit.py: wrote {out} ({times}); landmark RMS {100 * result.rms_iod:.2f} % of the inter-ocular distance')
