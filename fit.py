@@ -6,9 +6,9 @@ Detects the face (MediaPipe), fits the shape code, head pose and ARKit weights t
 landmarks, then the neural texture and hair style to the aligned photo through the frozen
 generator, and writes ``fitted.npz`` (orbit or animate it with ``render.py --fitted``), the
 aligned photo, a mesh overlay, a before/after image, an orbit, the loss log and metrics
-(head360_jax/fitting/pipeline.py). About 3-4 minutes per photo on a 2-core CPU with the demo's
-tiny model. A failed fit (not an image, too small, no face) exits with one message and
-writes nothing.
+(head360_jax/fitting/pipeline.py). About 2 minutes per photo on 2 free CPU cores with the
+demo's tiny model (up to 5 when the cores are shared). A failed fit (not an image, too small,
+no face) exits with one message and writes nothing.
 """
 
 import sys
