@@ -75,7 +75,18 @@ class FitOptions:
 
 @dataclasses.dataclass(frozen=True)
 class FitResult:
-  """What ``fit_image`` measured (also in ``metrics.json``)."""
+  """What ``fit_image`` measured (also in ``metrics.json``).
+
+  Attributes:
+    head: the ``fitted.FittedHead`` written to ``fitted.npz``.
+    rms_px, rms_iod: landmark RMS in crop pixels and as a fraction of the inter-ocular distance.
+    hairstyle, hairstyle_probability: the classifier's prediction and its probability.
+    psnr_face, ssim_face: PSNR (dB) and mean SSIM of the fitted frontal render vs the aligned
+      photo at the generator's resolution, over the face region (face oval minus hair);
+      ``*_start``: the same for the starting render.
+    smoothed_monotone: whether the smoothed loss of the (face, hair) pass never increases.
+    timings: seconds per stage (``STAGES``) and ``appearance_per_100_steps``.
+  """
 
   head: fitted.FittedHead
   rms_px: float

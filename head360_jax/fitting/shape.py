@@ -153,6 +153,7 @@ class Pose:
 
 
 def identity_pose() -> Pose:
+  """No rotation, unit scale, no shift."""
   return Pose(jnp.zeros(3, jnp.float32), jnp.zeros((), jnp.float32), jnp.zeros(2, jnp.float32))
 
 
