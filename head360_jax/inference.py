@@ -18,7 +18,7 @@ from flax import nnx
 
 from head360_jax import checkpoint
 from head360_jax.geometry import bilinear, camera
-from head360_jax.training.build import build_models, identity_latents
+from head360_jax.training.build import build_models, identity_latents, new_head_latents
 
 
 def orbit_labels(
@@ -160,10 +160,8 @@ class HeadRenderer:
 
     key_s, key_t, key_h = jax.random.split(jax.random.key(seed), 3)
     s = np.asarray(bilinear.sample_shape_codes(self.model, key_s, 1)[0])
-    if self.config.model.get('latent', 'codes') == 'identity_factor':
-      return s, s.copy(), s.copy()
-    z_dim = self.config.model.z_dim
-    return s, np.asarray(jax.random.normal(key_t, (z_dim,))), np.asarray(jax.random.normal(key_h, (z_dim,)))
+    t, h = new_head_latents(self.config.model, s, key_t, key_h)
+    return s, np.asarray(t), np.asarray(h)
 
   def styles(self, t: np.ndarray, h: np.ndarray, psi: float = 1.0) -> dict[str, jax.Array]:
     """Styles ``{'texture', 'hair', 'sr'}``, each (1, w), of codes ``t, h`` (z,) truncated by ``psi``.

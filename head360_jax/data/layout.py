@@ -38,6 +38,18 @@ def identity_name(index: int) -> str:
   return f'id_{index:03d}'
 
 
+def identity_index(name: str) -> int:
+  """Inverse of ``identity_name``.
+
+  Raises:
+    ValueError: if ``name`` is not of the form ``id_<digits>``.
+  """
+  prefix, _, digits = name.partition('_')
+  if prefix != 'id' or not digits.isdigit():
+    raise ValueError(f'not an identity folder name: {name!r} (expected id_000, id_001, ...)')
+  return int(digits)
+
+
 def split_name(resolution: int, bald: bool = False) -> str:
   return f'split_{resolution}' + ('_bald' if bald else '')
 

@@ -88,15 +88,12 @@ def warp(
   """
   big = size * supersample
   # Crop pixel p (corner-based) -> supersampled pixel supersample * p; OpenCV maps centres at integers.
-  up = np.diag([supersample, supersample]).astype(np.float64) @ matrix
-  up = up.copy()
-  up[:, 2] += (up[:, :2] @ np.array([0.5, 0.5])) - 0.5
-  dtype = image.dtype
-  work = image.astype(np.float32)
+  up = supersample * np.asarray(matrix, np.float64)
+  up[:, 2] += up[:, :2].sum(axis=1) / 2 - 0.5
   out = cv2.warpAffine(
-    work, up, (big, big), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=border
+    image.astype(np.float32), up, (big, big), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=border
   )
   out = cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA)
-  if dtype == np.uint8:
+  if image.dtype == np.uint8:
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
-  return out.astype(dtype)
+  return out.astype(image.dtype)

@@ -40,6 +40,7 @@ from flax import nnx
 from skimage import metrics as sk_metrics
 
 from head360_jax import inference
+from head360_jax.data import layout
 from head360_jax.fitting import align, appearance, correspondence, fitted, hairstyle, perceptual, shape
 from head360_jax.fitting import landmarks as landmarks_lib
 from head360_jax.geometry import bilinear, camera
@@ -238,9 +239,8 @@ def start_identity(dataset_root: str | pathlib.Path, hair: np.ndarray) -> tuple[
   """
   classifier = hairstyle.train_classifier(dataset_root)
   style, probabilities = hairstyle.predict(classifier, hair)
-  # Identity folders are named id_000, id_001, ...: the suffix is the identity index.
   name = classifier.identities_by_class[classifier.classes.index(style)][0]
-  return int(name.split('_')[-1]), style, float(probabilities.max())
+  return layout.identity_index(name), style, float(probabilities.max())
 
 
 def frontal_renderer(renderer: inference.HeadRenderer, ws: dict, label: np.ndarray, vertices: np.ndarray):

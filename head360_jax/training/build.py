@@ -93,6 +93,20 @@ def identity_latents(
   return generator_lib.identity_codes(identity, model.z_dim, model.codes_seed)
 
 
+def new_head_latents(
+  model: ml_collections.ConfigDict, s: Float[Array, ' r'], key_t: jax.Array, key_h: jax.Array
+) -> tuple[Float[Array, ' z'], Float[Array, ' z']]:
+  """Codes ``(t, h)``, (z,) each, of a new head with shape code ``s`` under ``model.latent``.
+
+  'codes': ``t ~ N(0, I)`` from ``key_t`` and ``h`` from ``key_h``; 'identity_factor':
+  ``t = h = s`` (as the reference: a new head's look follows its shape code).
+  """
+  if model.get('latent', 'codes') == 'identity_factor':
+    s = jnp.asarray(s, jnp.float32)
+    return s, s
+  return jax.random.normal(key_t, (model.z_dim,)), jax.random.normal(key_h, (model.z_dim,))
+
+
 def mapping_styles(generator: generator_lib.Head360Generator, inputs: dict, key: jax.Array) -> dict[str, Array]:
   """Styles of ``inputs`` (GeneratorInputs, training/steps.py) with a fresh SR noise code from ``key``."""
   z_noise = jax.random.normal(key, (inputs['t'].shape[0], generator.config.sr_noise_dim))
