@@ -23,11 +23,17 @@ _FACE_STEPS = flags.DEFINE_integer('face_steps', 150, 'Adam steps of the face (b
 _HAIR_STEPS = flags.DEFINE_integer('hair_steps', 150, 'Adam steps of the hair pass.')
 _SHAPE_IDENTITIES = flags.DEFINE_integer('shape_identities', 50, 'Identities (and rank) of the fit shape model.')
 _EXPRESSION = flags.DEFINE_boolean('expression', True, "Also fit the photo's ARKit expression weights.")
+_COMPILATION_CACHE = flags.DEFINE_boolean(
+  'compilation_cache', True, 'Persistent XLA compilation cache in ~/.cache/head360_jax/xla (HEAD360_COMPILATION_CACHE).'
+)
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  from head360_jax import compilation_cache
+
+  compilation_cache.enable(_COMPILATION_CACHE.value)
   import dataclasses
   import pathlib
 

@@ -34,6 +34,9 @@ _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
 _MP4 = flags.DEFINE_boolean('mp4', False, 'Also write an MP4 of each orbit.')
 _FITTED = flags.DEFINE_string('fitted', None, 'A fitted.npz from fit.py: orbit it (with --expression: animate it).')
 flags.mark_flag_as_required('workdir')
+_COMPILATION_CACHE = flags.DEFINE_boolean(
+  'compilation_cache', True, 'Persistent XLA compilation cache in ~/.cache/head360_jax/xla (HEAD360_COMPILATION_CACHE).'
+)
 
 
 def parse_ranges(text: str) -> list[int]:
@@ -55,6 +58,9 @@ def parse_ranges(text: str) -> list[int]:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  from head360_jax import compilation_cache
+
+  compilation_cache.enable(_COMPILATION_CACHE.value)
   from head360_jax import inference
   from head360_jax.fitting import fitted
   from head360_jax.geometry import arkit

@@ -19,6 +19,9 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for config.json, checkpoints and TensorBoard events.')
 flags.mark_flags_as_required(['config', 'workdir'])
+_COMPILATION_CACHE = flags.DEFINE_boolean(
+  'compilation_cache', True, 'Persistent XLA compilation cache in ~/.cache/head360_jax/xla (HEAD360_COMPILATION_CACHE).'
+)
 
 
 class _DropOrbaxInfo(std_logging.Filter):
@@ -31,6 +34,9 @@ class _DropOrbaxInfo(std_logging.Filter):
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  from head360_jax import compilation_cache
+
+  compilation_cache.enable(_COMPILATION_CACHE.value)
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_DropOrbaxInfo())
   try:

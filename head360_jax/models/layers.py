@@ -1,7 +1,7 @@
 """StyleGAN2 building blocks: FIR resampling, equalised-lr layers, modulated convolution.
 
 Legend: ``b`` batch, ``h w`` image rows/columns, ``c`` channels (``i``/``o`` input/output
-channels of a kernel), ``kh kw`` kernel rows/columns, ``fh fw`` FIR filter taps, ``f`` features,
+channels of a kernel), ``kh kw`` kernel rows/columns, ``ft`` FIR filter taps (1-D, separable), ``f`` features,
 ``wd`` style size (w_dim), ``n`` number of styles.
 
 Everything is NHWC (images ``(b, h, w, c)``) with HWIO conv kernels ``(kh, kw, i, o)`` and dense
@@ -25,6 +25,7 @@ weights ``(in, out)``. The numbers follow the StyleGAN2 code that EG3D and Head3
   the dtype of a block from its resolution.
 """
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -77,15 +78,40 @@ def block_dtype(resolution: int, top_resolution: int, num_bf16_res: int, base: j
   return jnp.dtype(jnp.bfloat16) if num_bf16_res > 0 and resolution >= threshold else jnp.dtype(base)
 
 
-def setup_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> Float[Array, 'fh fw']:
-  """Separable 2-D FIR filter ``outer(a, a) / sum(a)**2`` (sums to 1), e.g. (4, 4) for [1, 3, 3, 1]."""
+def setup_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> Float[Array, ' ft']:
+  """Normalised 1-D FIR taps ``a / sum(a)`` of the separable 2-D filter ``outer(f, f)`` (e.g. (4,) for [1, 3, 3, 1]).
+
+  StyleGAN2's ``resample_filter`` is the 2-D ``outer(a, a) / sum(a)**2``; every FIR op here takes
+  the 1-D factor and filters rows, then columns, which is the same filter.
+  """
   a = jnp.asarray(taps, jnp.float32)
-  return jnp.outer(a, a) / jnp.sum(a) ** 2
+  return a / jnp.sum(a)
+
+
+def _fir_axis(x: Array, f: Array, axis: int, up: int, down: int, pad0: int, pad1: int) -> Array:
+  """One axis of ``upfirdn2d``: zero insertion and edge padding in one ``lax.pad``, then a strided tap sum.
+
+  ``y[j] = sum_t f[T - 1 - t] * p[down * j + t]`` for the padded signal ``p`` (a true convolution).
+  Every step is a pad, a strided slice or an elementwise op, so it fuses into one loop on CPU and
+  GPU and its gradients (slices and pads) do too.
+  """
+  taps = f.shape[0]
+  config = [(0, 0, 0)] * x.ndim
+  config[axis] = (pad0, pad1 + up - 1, up - 1)
+  padded = lax.pad(x, jnp.zeros((), x.dtype), config)
+  n = (padded.shape[axis] - taps) // down + 1
+  if n <= 0:
+    raise ValueError(f'upfirdn2d: output would be empty along axis {axis} (input {x.shape})')
+  out = None
+  for t in range(taps):
+    term = lax.slice_in_dim(padded, t, t + down * (n - 1) + 1, stride=down, axis=axis) * f[taps - 1 - t]
+    out = term if out is None else out + term
+  return out
 
 
 def upfirdn2d(
   x: Float[Array, 'b h w c'],
-  f: Float[Array, 'fh fw'],
+  f: Float[Array, ' ft'],
   up: int = 1,
   down: int = 1,
   padding: Sequence[int] = (0, 0, 0, 0),
@@ -93,43 +119,42 @@ def upfirdn2d(
 ) -> Float[Array, 'b hh ww c']:
   """Upsample (zero insertion), pad, FIR-filter (true convolution), downsample (keep every ``down``-th).
 
-  Same op as StyleGAN2's ``upfirdn2d`` with ``flip_filter=False``: output size is
-  ``(h * up + py0 + py1 - fh) // down + 1``. Negative padding crops.
+  Same op as StyleGAN2's ``upfirdn2d`` with the separable filter ``outer(f, f)`` and
+  ``flip_filter=False``: output size is ``(h * up + py0 + py1 - ft) // down + 1``. Negative
+  padding crops. Computed per axis with pads and strided slices (never a depthwise convolution,
+  which XLA:CPU runs as a slow loop nest); the depthwise form is kept in ``tests/models/layers_test.py``
+  as the reference.
 
   Args:
     x: (b, h, w, c) image.
-    f: (fh, fw) filter; multiplied by ``gain``.
+    f: (ft,) 1-D taps of the separable filter (``setup_filter``); multiplied by ``gain``.
     up: integer up-sampling factor (zeros inserted after every sample).
     down: integer down-sampling factor.
     padding: (px0, px1, py0, py1) zeros added before/after along width, then height.
     gain: overall signal gain (``up**2`` keeps the mean for up-sampling).
+
+  Raises:
+    ValueError: if ``f`` is not 1-D or the output would be empty.
   """
+  if f.ndim != 1:
+    raise ValueError(f'upfirdn2d takes the 1-D taps of a separable filter, got shape {f.shape}')
   px0, px1, py0, py1 = padding
-  channels = x.shape[-1]
-  kernel = (f * gain)[::-1, ::-1].astype(x.dtype)
-  kernel = jnp.broadcast_to(kernel[:, :, None, None], (*f.shape, 1, channels))
-  return lax.conv_general_dilated(
-    x,
-    kernel,
-    window_strides=(down, down),
-    padding=((py0, py1 + up - 1), (px0, px1 + up - 1)),
-    lhs_dilation=(up, up),
-    dimension_numbers=_DIMENSIONS,
-    feature_group_count=channels,
-  )
+  f = f.astype(x.dtype)
+  x = _fir_axis(x, f * jnp.asarray(gain, x.dtype), 1, up, down, py0, py1)
+  return _fir_axis(x, f, 2, up, down, px0, px1)
 
 
-def upsample2d(x: Float[Array, 'b h w c'], f: Float[Array, 'fh fw'], up: int = 2) -> Float[Array, 'b hu wu c']:
+def upsample2d(x: Float[Array, 'b h w c'], f: Float[Array, ' ft'], up: int = 2) -> Float[Array, 'b hu wu c']:
   """FIR up-sampling by ``up`` keeping the image centred (golden upfirdn2d_up2: pad (2, 1), gain 4)."""
-  fw = f.shape[1]
-  p0, p1 = (fw + up - 1) // 2, (fw - up) // 2
+  taps = f.shape[0]
+  p0, p1 = (taps + up - 1) // 2, (taps - up) // 2
   return upfirdn2d(x, f, up=up, padding=(p0, p1, p0, p1), gain=up**2)
 
 
-def downsample2d(x: Float[Array, 'b h w c'], f: Float[Array, 'fh fw'], down: int = 2) -> Float[Array, 'b hd wd c']:
+def downsample2d(x: Float[Array, 'b h w c'], f: Float[Array, ' ft'], down: int = 2) -> Float[Array, 'b hd wd c']:
   """FIR down-sampling by ``down`` (golden upfirdn2d_down2: pad 1, filter, keep even samples)."""
-  fw = f.shape[1]
-  p0, p1 = (fw - down + 1) // 2, (fw - down) // 2
+  taps = f.shape[0]
+  p0, p1 = (taps - down + 1) // 2, (taps - down) // 2
   return upfirdn2d(x, f, down=down, padding=(p0, p1, p0, p1))
 
 
@@ -182,46 +207,172 @@ def resize_bilinear(
   return jax.image.resize(x, (x.shape[0], height, width, x.shape[3]), method='linear', antialias=antialias)
 
 
+def _pad_spatial(x: Array, rows: tuple[int, int], cols: tuple[int, int]) -> Array:
+  """Zero-pads (or, for negative amounts, crops) axes 1 and 2 of an NHWC array."""
+  return lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (*rows, 0), (*cols, 0), (0, 0, 0)])
+
+
+Padding2d = tuple[tuple[int, int], tuple[int, int]]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv2d(
+  x: Float[Array, 'b h w i'], weight: Float[Array, 'kh kw i o'], padding: Padding2d
+) -> Float[Array, 'b hh ww o']:
+  """Stride-1 cross-correlation (torch ``conv2d``) whose derivatives of every order are stride-1 convolutions.
+
+  ``padding`` is ``((top, bottom), (left, right))`` zeros (static). The gradients are written as
+  this same function: ``dx = conv2d(dy, flip(W)ᵀ, k - 1 - padding)`` and ``dW = conv2d(xᵀ, dyᵀ,
+  padding)`` with batch and channel axes exchanged. XLA's own transpose rules produce kernel
+  reversal (``rhs_reversal``) and dilated convolutions in second derivatives (R1's double
+  backward), which XLA:CPU does not hand to its Eigen kernels and runs as loop nests ~50x
+  slower; this form keeps every order (first and second derivatives) on the fast kernels. On
+  GPU both forms are cuDNN convolutions.
+  """
+  return lax.conv_general_dilated(x, weight, (1, 1), padding, dimension_numbers=_DIMENSIONS)
+
+
+def _conv2d_fwd(x, weight, padding):
+  return conv2d(x, weight, padding), (x, weight)
+
+
+def _conv2d_bwd(padding, residuals, dy):
+  x, weight = residuals
+  kh, kw = weight.shape[:2]
+  (top, bottom), (left, right) = padding
+  dx_padding = ((kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right))
+  dx = conv2d(dy, jnp.flip(weight, (0, 1)).swapaxes(2, 3), dx_padding)
+  # The padded input is kept whole behind a barrier: if XLA folded the pad into this convolution,
+  # its kernel (dy) would be larger than its input and XLA would swap the two into a reversed
+  # convolution, which XLA:CPU runs as a loop nest.
+  x_t = lax.optimization_barrier(_pad_spatial(x, (top, bottom), (left, right)).transpose(3, 1, 2, 0))
+  dw = conv2d(x_t, dy.transpose(1, 2, 0, 3), ((0, 0), (0, 0))).transpose(1, 2, 0, 3)
+  return dx, dw
+
+
+conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+def _subpixel_table(k: int, up: int, edge: int) -> tuple[list[list[int]], int, int]:
+  """Kernel taps of each output phase of a stride-``up`` transposed convolution.
+
+  For ``y = conv(dilate(x, up), K, pad edge)``, output ``y[up * j + r]`` sums ``K[a] x[j + c_r + t]``
+  over the taps ``a = a0 + up * t`` with ``a0 = (edge - r) mod up``. Returns ``(table, window,
+  start)``: ``table[r][u]`` is the tap of phase ``r`` at window position ``u`` (``k`` for none),
+  all phases sharing one window of ``window`` input samples starting at offset ``start``.
+  """
+  phases = []
+  for r in range(up):
+    a0 = (edge - r) % up
+    phases.append(((r + a0 - edge) // up, list(range(a0, k, up))))
+  start = min(c for c, _ in phases)
+  window = max(c + len(taps) for c, taps in phases) - start
+  table = [[k] * window for _ in range(up)]
+  for r, (c, taps) in enumerate(phases):
+    for t, a in enumerate(taps):
+      table[r][c - start + t] = a
+  return table, window, start
+
+
+def conv_transpose2d(
+  x: Float[Array, 'b h w i'], weight: Float[Array, 'k k i o'], up: int, edge: int
+) -> Float[Array, 'b hh ww o']:
+  """``conv(dilate(x, up), weight, padding edge)`` as a sub-pixel convolution.
+
+  Same values as ``lax.conv_general_dilated(x, weight, (1, 1), ((edge, edge),) * 2,
+  lhs_dilation=(up, up))`` (``weight`` cross-correlated with the zero-inserted input), output
+  ``(h - 1) * up + 2 * edge - k + 2`` per side. Computed as ONE stride-1 convolution of the
+  (padded) input with the ``up * up`` phase kernels stacked on the output channels, then a pixel
+  shuffle and a crop: no dilated convolution, whose weight gradient XLA:CPU runs as a loop nest
+  (6.3 s vs 0.2 s at 128² x 256 -> 128). The phase kernels hold zero taps where a phase has
+  fewer than the window's (for k 3, up 2: 16 multiply-adds per input pixel instead of 9).
+  """
+  b, h, w, cin = x.shape
+  k, cout = weight.shape[0], weight.shape[3]
+  table, window, start = _subpixel_table(k, up, edge)
+  out_h, out_w = ((n - 1) * up + 2 * edge - k + 2 for n in (h, w))
+  rows, cols = -(-out_h // up), -(-out_w // up)
+  x = _pad_spatial(x, (-start, rows + start + window - 1 - h), (-start, cols + start + window - 1 - w))
+  zero_tap = jnp.pad(weight, ((0, 1), (0, 1), (0, 0), (0, 0)))  # index k is a zero tap
+  kernel = jnp.stack(
+    [
+      jnp.stack(
+        [
+          jnp.stack([zero_tap[table[ry][uy], table[rx][ux]] for ry in range(up) for rx in range(up)], -2)
+          for ux in range(window)
+        ]
+      )
+      for uy in range(window)
+    ]
+  )  # (window, window, i, up * up, o)
+  y = conv2d(x, kernel.reshape(window, window, cin, up * up * cout), ((0, 0), (0, 0)))
+  y = y.reshape(b, rows, cols, up, up, cout).transpose(0, 1, 3, 2, 4, 5).reshape(b, rows * up, cols * up, cout)
+  return y[:, :out_h, :out_w]
+
+
+def strided_conv2d(x: Float[Array, 'b h w i'], weight: Float[Array, 'k k i o'], down: int) -> Float[Array, 'b hh ww o']:
+  """VALID cross-correlation with stride ``down`` as space-to-depth and one stride-1 convolution.
+
+  Output ``(h - k) // down + 1`` per side, the values of ``lax.conv_general_dilated(x, weight,
+  (down, down), 'VALID')``. The input's ``down x down`` phases become channels and the kernel is
+  regrouped to match (zero taps where ``k`` is not a multiple of ``down``), so the input
+  gradient needs no dilated convolution and the second derivative (R1) no reversed one.
+  """
+  b, h, w, cin = x.shape
+  k, cout = weight.shape[0], weight.shape[3]
+  window = -(-k // down)
+  rows, cols = (h - k) // down + window, (w - k) // down + window
+  x = _pad_spatial(x, (0, rows * down - h), (0, cols * down - w))
+  x = x.reshape(b, rows, down, cols, down, cin).transpose(0, 1, 3, 2, 4, 5).reshape(b, rows, cols, down * down * cin)
+  kernel = jnp.pad(weight, ((0, window * down - k), (0, window * down - k), (0, 0), (0, 0)))
+  kernel = kernel.reshape(window, down, window, down, cin, cout).transpose(0, 2, 1, 3, 4, 5)
+  return conv2d(x, kernel.reshape(window, window, down * down * cin, cout), ((0, 0), (0, 0)))
+
+
 def conv2d_resample(
   x: Float[Array, 'b h w i'],
   weight: Float[Array, 'k k i o'],
-  f: Float[Array, 'fh fw'],
+  f: Float[Array, ' ft'],
   up: int = 1,
   down: int = 1,
   padding: int = 0,
 ) -> Float[Array, 'b hh ww o']:
   """Square-kernel convolution with optional FIR up- or down-sampling (StyleGAN2 ``conv2d_resample``).
 
-  * ``up > 1``: transposed convolution (kernel applied as a true convolution, stride ``up``), then
-    the FIR filter with gain ``up**2``: (h, w) -> (up*h, up*w) for ``padding = k // 2``.
-  * ``down > 1``: FIR filter, then a strided cross-correlation: (h, w) -> (h/down, w/down).
+  * ``up > 1``: transposed convolution (kernel applied as a true convolution, stride ``up``;
+    ``conv_transpose2d``), then the FIR filter with gain ``up**2``: (h, w) -> (up*h, up*w) for
+    ``padding = k // 2``.
+  * ``down > 1``: FIR filter, then a strided cross-correlation (``strided_conv2d``): (h, w) ->
+    (h/down, w/down). A 1x1 kernel keeps only the FIR output samples it reads (the FIR
+    down-samples, then a 1x1 convolution).
   * otherwise: a cross-correlation with ``padding`` zeros on every side.
 
-  Computes in ``x``'s dtype (``weight`` and ``f`` are cast to it).
+  Every convolution is a stride-1 ``conv2d``. Computes in ``x``'s dtype (``weight`` and ``f`` are
+  cast to it).
 
   Raises:
     ValueError: if both ``up`` and ``down`` exceed 1 (not used by these networks).
   """
   weight = weight.astype(x.dtype)
-  k, fw = weight.shape[0], f.shape[1]
+  k, taps = weight.shape[0], f.shape[0]
   if up > 1 and down > 1:
     raise ValueError('conv2d_resample: up and down together are not supported')
   if up > 1:
-    p0 = padding + (fw + up - 1) // 2 - (k - 1)
-    p1 = padding + (fw - up) // 2 - (k - up)
+    p0 = padding + (taps + up - 1) // 2 - (k - 1)
+    p1 = padding + (taps - up) // 2 - (k - up)
     pt = max(min(-p0, -p1), 0)  # padding the transposed conv itself can absorb
-    edge = (k - 1 - pt, k - 1 - pt)
-    x = lax.conv_general_dilated(
-      x, weight[::-1, ::-1], (1, 1), (edge, edge), lhs_dilation=(up, up), dimension_numbers=_DIMENSIONS
-    )
+    x = conv_transpose2d(x, weight[::-1, ::-1], up, k - 1 - pt)
     p0, p1 = p0 + pt, p1 + pt
     return upfirdn2d(x, f, padding=(p0, p1, p0, p1), gain=up**2)
   if down > 1:
-    p0, p1 = padding + (fw - down + 1) // 2, padding + (fw - down) // 2
+    p0, p1 = padding + (taps - down + 1) // 2, padding + (taps - down) // 2
+    if k == 1:
+      x = upfirdn2d(x, f, down=down, padding=(p0, p1, p0, p1))
+      return conv2d(x, weight, ((0, 0), (0, 0)))
     x = upfirdn2d(x, f, padding=(p0, p1, p0, p1))
-    return lax.conv_general_dilated(x, weight, (down, down), 'VALID', dimension_numbers=_DIMENSIONS)
+    return strided_conv2d(x, weight, down)
   pad = (padding, padding)
-  return lax.conv_general_dilated(x, weight, (1, 1), (pad, pad), dimension_numbers=_DIMENSIONS)
+  return conv2d(x, weight, (pad, pad))
 
 
 def modulated_conv2d(
@@ -232,7 +383,7 @@ def modulated_conv2d(
   demodulate: bool = True,
   up: int = 1,
   padding: int = 0,
-  resample_filter: Float[Array, 'fh fw'] | None = None,
+  resample_filter: Float[Array, ' ft'] | None = None,
   fused: bool = False,
 ) -> Float[Array, 'b hh ww o']:
   """StyleGAN2 modulated convolution (Karras et al. 2020, Eq. 1-3), both execution forms.
@@ -253,7 +404,7 @@ def modulated_conv2d(
     demodulate: normalise each output channel as above.
     up: 1 or 2 (see ``conv2d_resample``).
     padding: zeros on every side (``k // 2`` keeps the size).
-    resample_filter: FIR filter for ``up > 1``; default ``setup_filter()``.
+    resample_filter: 1-D FIR taps for ``up > 1``; default ``setup_filter()``.
     fused: execution form (see above).
   """
   f = setup_filter() if resample_filter is None else resample_filter

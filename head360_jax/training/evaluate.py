@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from head360_jax import checkpoint
+from head360_jax import checkpoint, compilation_cache
 from head360_jax.data import pipeline, sources
 from head360_jax.training import state as state_lib
 from head360_jax.training.build import build_models
@@ -97,7 +97,11 @@ def compare_to_step0(workdir: str, build_models: Callable) -> dict[str, float]:
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description='Held-out L1 of a run vs its step 0.')
   parser.add_argument('--workdir', required=True)
+  parser.add_argument(
+    '--no-compilation-cache', dest='compilation_cache', action='store_false', help='no persistent XLA cache'
+  )
   args = parser.parse_args(argv)
+  compilation_cache.enable(args.compilation_cache)
   result = compare_to_step0(args.workdir, build_models)
   print(
     f'held-out L1 (views never trained on): step 0 {result["l1_step0"]:.4f} -> step {result["step"]} (EMA) '
