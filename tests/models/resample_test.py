@@ -88,12 +88,23 @@ def test_upfirdn2d_matches_depthwise_reference(up, down, padding, taps):
 
 
 @pytest.mark.parametrize(
-  'k,up,down,padding',
-  [(3, 2, 1, 1), (3, 1, 2, 1), (1, 1, 2, 0), (3, 1, 1, 1), (1, 1, 1, 0), (4, 2, 1, 2), (5, 1, 2, 2), (2, 3, 1, 1)],
+  'k,up,down,padding,channels',
+  [
+    (3, 2, 1, 1, 5),
+    (3, 1, 2, 1, 5),
+    (1, 1, 2, 0, 5),
+    (3, 1, 1, 1, 5),
+    (1, 1, 1, 0, 5),
+    (4, 2, 1, 2, 5),
+    (5, 1, 2, 2, 5),
+    (2, 3, 1, 1, 5),
+    (3, 2, 1, 1, 256),  # GEMM form of the weight gradient
+    (3, 1, 2, 1, 256),
+  ],
 )
-def test_conv2d_resample_matches_lax_reference_values_and_gradients(k, up, down, padding):
-  x = _random((2, 8, 8, 5), 2)
-  w = _random((k, k, 5, 7), 3) * 0.3
+def test_conv2d_resample_matches_lax_reference_values_and_gradients(k, up, down, padding, channels):
+  x = _random((2, 8, 8, channels), 2)
+  w = _random((k, k, channels, 7), 3) * 0.3
   f = layers.setup_filter()
   ours = lambda x, w: layers.conv2d_resample(x, w, f, up=up, down=down, padding=padding)
   ref = lambda x, w: reference_conv2d_resample(x, w, f, up=up, down=down, padding=padding)
@@ -104,11 +115,16 @@ def test_conv2d_resample_matches_lax_reference_values_and_gradients(k, up, down,
     _close(a, b)
 
 
-@pytest.mark.parametrize('k,up,down,padding', [(3, 1, 2, 1), (3, 2, 1, 1), (3, 1, 1, 1), (1, 1, 2, 0)])
-def test_second_derivatives_match_reference(k, up, down, padding):
-  """R1's double backward: d/dW of |d out / d x|², as the discriminator's R1 penalty takes it."""
-  x = _random((1, 8, 8, 4), 5)
-  w = _random((k, k, 4, 6), 6) * 0.3
+@pytest.mark.parametrize(
+  'k,up,down,padding,channels', [(3, 1, 2, 1, 4), (3, 2, 1, 1, 4), (3, 1, 1, 1, 4), (1, 1, 2, 0, 4), (3, 1, 1, 1, 256)]
+)
+def test_second_derivatives_match_reference(k, up, down, padding, channels):
+  """R1's double backward: d/dW of |d out / d x|², as the discriminator's R1 penalty takes it.
+
+  256 input channels take conv2d's GEMM form of the weight gradient (``_DW_GEMM_MIN_CHANNELS``).
+  """
+  x = _random((1, 8, 8, channels), 5)
+  w = _random((k, k, channels, 6), 6) * 0.3
   f = layers.setup_filter()
 
   def r1(fn):
