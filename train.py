@@ -8,6 +8,12 @@ Usage::
 Rerunning the same command resumes from the latest checkpoint in ``--workdir``. Ctrl-C
 saves a checkpoint and exits; a non-finite loss stops with the step and the last good
 checkpoint (exit status 1). TensorBoard: ``tensorboard --logdir runs/tiny``.
+
+Several processes (one per host, or several on one machine) train one run on JAX's
+distributed runtime: start the same command in each with ``--coordinator_address=host:port``
+(process 0's host, a free port), ``--num_processes=P`` and ``--process_id=p``, or the
+environment variables ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``.
+``--workdir`` must be one folder all processes share; ``train.batch_size`` stays global.
 """
 
 import logging as std_logging
@@ -22,6 +28,13 @@ flags.mark_flags_as_required(['config', 'workdir'])
 _COMPILATION_CACHE = flags.DEFINE_boolean(
   'compilation_cache', True, 'Persistent XLA compilation cache in ~/.cache/head360_jax/xla (HEAD360_COMPILATION_CACHE).'
 )
+_COORDINATOR_ADDRESS = flags.DEFINE_string(
+  'coordinator_address', None, 'Multi-process: host:port of process 0 (default $JAX_COORDINATOR_ADDRESS).'
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+  'num_processes', None, 'Multi-process: number of processes (default $JAX_NUM_PROCESSES; unset: one).'
+)
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'Multi-process: this process, 0..P-1 (default $JAX_PROCESS_ID).')
 
 
 class _DropOrbaxInfo(std_logging.Filter):
@@ -34,7 +47,12 @@ class _DropOrbaxInfo(std_logging.Filter):
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  from head360_jax import compilation_cache
+  from head360_jax import compilation_cache, parallel
+
+  try:  # before anything touches a JAX backend
+    parallel.initialize_distributed(_COORDINATOR_ADDRESS.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  except ValueError as error:
+    raise app.UsageError(str(error)) from error
 
   compilation_cache.enable(_COMPILATION_CACHE.value)
   logging.set_verbosity(logging.INFO)

@@ -4,13 +4,20 @@ Layout of a work directory::
 
   <workdir>/config.json                  the run config (written once, ``write_config``)
   <workdir>/checkpoints/<step>/state/    the whole ``TrainState`` (orbax PyTree: OCDBT/zarr arrays + JSON metadata)
-  <workdir>/checkpoints/<step>/data/     the data iterator position (JSON)
+  <workdir>/checkpoints/<step>/data/     the data iterator position (JSON): ``metadata`` in a
+                                         single-process run, ``process_<p>-of-<P>.json`` per process
+                                         in a run of ``P > 1`` processes
 
 orbax writes a step into a temporary folder and renames it when complete, so a process
 killed mid-save (SIGKILL) leaves no half step behind: ``latest_step`` only ever sees
 finished steps, and leftover temporary folders are removed when a manager opens the
 directory. Restoring reads arrays into a given abstract tree (shapes, dtypes,
 shardings), so it runs no code from the checkpoint.
+
+Multi-process runs (``parallel.initialize_distributed``): every process calls ``save`` and
+``restore`` on the same (shared) directory; orbax writes each array shard once and has
+process 0 finish the step. Each process's data iterator position is its own file, since
+every process reads its own shard; only process 0 writes ``config.json``.
 """
 
 import json
@@ -41,7 +48,16 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, create=not read_only, read_only=read_only, cleanup_tmp_directories=not read_only
     )
-    self._manager = ocp.CheckpointManager(self.directory, item_names=(_STATE, _DATA), options=options)
+    self._data_file = data_state_file()
+    # The data item: JSON written by every process into its own file (orbax's default
+    # writes from process 0 only); the state item gets orbax's handler for its args.
+    data_handler = ocp.JsonCheckpointHandler(
+      filename=self._data_file, multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=None)
+    )
+    registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+    registry.add(_DATA, ocp.args.JsonSave, data_handler)
+    registry.add(_DATA, ocp.args.JsonRestore, data_handler)
+    self._manager = ocp.CheckpointManager(self.directory, options=options, handler_registry=registry)
 
   def latest_step(self) -> int | None:
     """The newest complete step, or None when there is none."""
@@ -75,10 +91,18 @@ class Checkpointer:
 
     Raises:
       FileNotFoundError: if there is no checkpoint.
+      ValueError: if the step holds no data position for this process (it was written by
+        a run with another number of processes).
     """
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f'no checkpoint in {self.directory}')
+    data_path = self.step_path(step) / _DATA / self._data_file
+    if not data_path.is_file():
+      raise ValueError(
+        f'{data_path} is missing: step {step} was written by a run with another number of processes '
+        f'(this run has {jax.process_count()}); resume with the same number of processes'
+      )
     restore_args = ocp.checkpoint_utils.construct_restore_args(abstract_state)
     args = ocp.args.Composite(
       **{_STATE: ocp.args.PyTreeRestore(abstract_state, restore_args=restore_args), _DATA: ocp.args.JsonRestore()}
@@ -111,8 +135,24 @@ class Checkpointer:
     self.close()
 
 
-def write_config(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> pathlib.Path:
+def data_state_file(process_index: int | None = None, process_count: int | None = None) -> str:
+  """The file name of a process's data iterator position in ``<step>/data/`` (default: this process).
+
+  ``metadata`` (orbax's JSON default) for a single process, ``process_<p>-of-<P>.json``
+  for process ``p`` of ``P > 1``.
+  """
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  return 'metadata' if process_count == 1 else f'process_{process_index}-of-{process_count}.json'
+
+
+def write_config(workdir: str | pathlib.Path, config: ml_collections.ConfigDict, *, write: bool = True) -> pathlib.Path:
   """Writes ``<workdir>/config.json`` if absent; a resumed run must keep the model it started with.
+
+  Args:
+    workdir: the run's folder.
+    config: the run config.
+    write: False only checks an existing file (processes other than 0 of a multi-process run).
 
   Raises:
     ValueError: if ``config.json`` exists and its ``model`` section differs from ``config.model``.
@@ -123,6 +163,8 @@ def write_config(workdir: str | pathlib.Path, config: ml_collections.ConfigDict)
     old = json.loads(path.read_text())
     if old.get('model') != new.get('model'):
       raise ValueError(f'{path} describes a different model than this config; use a new workdir')
+    return path
+  if not write:
     return path
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(f'.{CONFIG_FILE}.tmp')

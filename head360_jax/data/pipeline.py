@@ -8,14 +8,19 @@ Order of operations (grain Dataset API, stack-notes §2(d)):
 1. ``MapDataset.source(source).seed(seed).shuffle()``: a permutation of all records,
    reseeded each epoch by ``repeat``;
 2. ``repeat(num_epochs)``: one long stream, epoch after epoch (infinite by default);
-3. ``[shard_index::shard_count]``: every process takes every ``shard_count``-th element
-   of the same global stream, so the shards of an epoch are disjoint and together cover
-   it, and each epoch's shuffle mixes records across processes;
+3. block sharding (``shard_count > 1``): the same global stream is cut into global batches
+   of ``B = b · shard_count`` consecutive elements, and process ``p`` takes rows
+   ``[p·b, (p+1)·b)`` of each. So the shards of an epoch are disjoint and together cover
+   it, each epoch's shuffle mixes records across processes, and the global batch that
+   ``make_global_batch`` assembles in process order is exactly the one a single process
+   with batch ``B`` reads (same records, same order: a multi-process run repeats a
+   single-process one);
 4. decode, select the batch fields, read ahead in ``num_threads`` threads (threads beat
    worker processes on small machines, stack-notes §2(d));
 5. batch with ``drop_remainder`` (a batch may span an epoch boundary).
 
-The iterator's ``get_state()`` / ``set_state()`` restore the position exactly.
+The iterator's ``get_state()`` / ``set_state()`` restore the position exactly; each process
+saves its own (``checkpoint.Checkpointer``).
 """
 
 import grain
@@ -47,6 +52,31 @@ class _SelectBatchFields(grain.transforms.Map):
     return {key: np.asarray(record[key], dtype) for key, dtype in BATCH_FIELDS.items()}
 
 
+class _BlockShard(grain.MapDataset):
+  """Shard ``index`` of ``count``: rows ``[index·b, (index+1)·b)`` of every global batch of ``b · count`` elements.
+
+  Element ``j`` is the parent's ``(j // b · count + index) · b + j % b``; the parent's tail
+  that does not fill a whole global batch is dropped, so every shard has the same length.
+  """
+
+  def __init__(self, parent: grain.MapDataset, *, block: int, index: int, count: int):
+    super().__init__(parent)
+    self._block, self._index, self._count = block, index, count
+    self._length = len(parent) // (block * count) * block
+
+  def __len__(self) -> int:
+    return self._length
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    group, offset = divmod(index, self._block)
+    return self._parent[(group * self._count + self._index) * self._block + offset]
+
+  def __str__(self) -> str:
+    return f'_BlockShard(block={self._block}, index={self._index}, count={self._count})'
+
+
 def make_dataset(
   source: SynHeadSource,
   *,
@@ -64,8 +94,8 @@ def make_dataset(
   Args:
     source: the records (``SynHeadSource``; any grain source with the same record fields
       works).
-    batch_size: per-process batch size ``b`` (the global batch is ``b · shard_count``).
-    seed: shuffle seed; every process must pass the same one, since shards are slices of
+    batch_size: per-process batch size ``b`` (the global batch is ``B = b · shard_count``).
+    seed: shuffle seed; every process must pass the same one, since shards are blocks of
       one global shuffled stream.
     shuffle: shuffle the records (a new permutation each epoch); if False, records come in
       source order.
@@ -81,8 +111,10 @@ def make_dataset(
     [-1, 1]; ``label`` (b, 77) = cat(``camera`` (b, 25), ``expression`` (b, 52)) float32;
     ``vertices`` (b, v, 3), ``landmarks`` (b, l, 3) float32; ``identity``, ``view``,
     ``hair`` (b,) int32. ``iter(ds)`` gives an iterator with ``get_state``/``set_state``.
-    With a finite ``num_epochs`` the stream is first cut to a multiple of ``shard_count``
-    so that every process yields the same number of batches.
+    Batch ``k`` of shard ``p`` is rows ``[p·b, (p+1)·b)`` of batch ``k`` of a single-process
+    pipeline with batch ``B`` (module docstring, step 3). With a finite ``num_epochs`` the
+    stream is first cut to a multiple of ``B`` so that every process yields the same number
+    of batches.
 
   Raises:
     ValueError: for a non-positive ``batch_size`` or ``num_epochs``, only one of
@@ -103,9 +135,8 @@ def make_dataset(
   if shuffle:
     ds = ds.seed(seed).shuffle()
   ds = ds.repeat(num_epochs)
-  if num_epochs is not None:
-    ds = ds[: len(ds) // shard_count * shard_count]
-  ds = ds[shard_index::shard_count]
+  if shard_count > 1:
+    ds = _BlockShard(ds, block=batch_size, index=shard_index, count=shard_count)
   size = getattr(source, 'resolution', None)
   ds = ds.map(transforms.DecodeImage(expected_size=size, resolution=resolution)).map(_SelectBatchFields())
   # The read-ahead buffer holds decoded float images: two batches keep the threads busy

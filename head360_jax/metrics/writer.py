@@ -78,7 +78,7 @@ class Writer:
 
 
 class Progress:
-  """Logs ``step n/N, images/s, chosen metrics`` each time it is called (absl INFO)."""
+  """Logs ``step n/N, images/s, chosen metrics`` each time it is called (absl INFO, process 0 only)."""
 
   def __init__(self, total_steps: int, batch_size: int, start_step: int = 0):
     self._total, self._batch = total_steps, batch_size
@@ -90,5 +90,6 @@ class Progress:
     rate = (step - self._last_step) * self._batch / max(now - self._last_time, 1e-9)
     self._last_step, self._last_time = step, now
     shown = '  '.join(f'{name} {value:.4g}' for name, value in metrics.items())
-    logging.info('step %d/%d  %.1f images/s  %s', step, self._total, rate, shown)
+    if jax.process_index() == 0:
+      logging.info('step %d/%d  %.1f images/s  %s', step, self._total, rate, shown)
     return rate

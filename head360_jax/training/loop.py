@@ -11,6 +11,13 @@ image grids; every ``checkpoint_every`` steps and at the end the state and the d
 iterator position are saved. A rerun with the same workdir resumes from the latest
 checkpoint and repeats exactly what an uninterrupted run would have done (CPU).
 
+Several processes (``parallel.initialize_distributed``, ``train.py --num_processes``): every
+process runs this same loop on its devices of one global mesh. Process ``p`` of ``P`` reads
+rows ``[p·B/P, (p+1)·B/P)`` of each global batch (``pipeline.make_dataset``'s block shards)
+and ``make_global_batch`` joins them, so the run repeats a single-process run with the same
+``B``. All processes save and restore the checkpoints (each its own data position); only
+process 0 writes ``config.json``, TensorBoard events and sample grids and logs progress.
+
 Stopping: Ctrl-C (SIGINT) finishes the current iteration, saves a checkpoint and returns;
 a second Ctrl-C interrupts at once. A non-finite metric raises ``NonFiniteLossError``
 naming the step and the last good checkpoint; the bad state is never saved (metrics
@@ -148,9 +155,11 @@ def train_and_evaluate(
   for name in ('steps', 'log_every', 'sample_every', 'checkpoint_every'):
     if train[name] <= 0:
       raise ValueError(f'train.{name} must be positive, got {train[name]}')
-  if train.batch_size % (mesh.size * jax.process_count()):
-    raise ValueError(f'batch_size {train.batch_size} does not split over {mesh.size} devices')
-  checkpoint.write_config(workdir, config)
+  if train.batch_size % mesh.size:
+    raise ValueError(
+      f'batch_size {train.batch_size} does not split over {mesh.size} devices ({jax.process_count()} processes)'
+    )
+  checkpoint.write_config(workdir, config, write=jax.process_index() == 0)
   if source is None:
     source = sources.SynHeadSource(
       config.data.root, config.data.resolution, include_bald=config.data.include_bald, views=training_views(config)

@@ -118,6 +118,18 @@ def test_two_shards_are_disjoint_and_cover_the_epoch(fake, source):
   assert len(set(itertools.chain(*fifths))) == 285
 
 
+def test_shards_are_row_blocks_of_the_single_process_batches(fake, source):
+  """Shard p's k-th batch is rows [p·b, (p+1)·b) of the k-th batch of batch b·P: multi-process runs repeat one."""
+  steps = 50  # 300 records: into the second epoch (288), whose shuffle differs
+  whole = _record_ids(fake, itertools.islice(_make(source, batch_size=6, num_threads=0), steps))
+  shards = [
+    _record_ids(fake, itertools.islice(_make(source, batch_size=2, shard_index=p, shard_count=3, num_threads=0), steps))
+    for p in range(3)
+  ]
+  for k in range(steps):
+    assert whole[6 * k : 6 * k + 6] == [i for shard in shards for i in shard[2 * k : 2 * k + 2]], f'batch {k}'
+
+
 def test_default_shard_is_this_process(fake, source):
   ds = pipeline.make_dataset(source, batch_size=16, seed=3, num_epochs=1)
   assert len(_record_ids(fake, ds)) == NUM_RECORDS  # one process: the whole epoch
