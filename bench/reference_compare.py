@@ -187,7 +187,7 @@ def _component_fns(name: str, networks, batch: dict):
     return fwd, params, (raw, feats, ws), True
   if name == 'discriminator':
     graphdef, params, rest = nnx.split(d, nnx.Param, ...)
-    image = jnp.tanh(normal((1, cfg.output_resolution, cfg.output_resolution, 3), 7))
+    image = jnp.tanh(normal((1, cfg.image_resolution, cfg.image_resolution, 3), 7))
     r = cfg.neural_rendering_resolution
     image_raw = jnp.tanh(normal((1, r, r, 3), 8))
     labels = batch['label'][:1] if 'label' in batch else normal((1, 77), 9)

@@ -16,6 +16,8 @@ render time per image at batch 8; last, the precisions side by side.
 """
 
 import argparse
+import json
+import time
 
 import common  # bench/common.py
 import jax
@@ -30,8 +32,12 @@ from head360_jax.training import steps as steps_lib
 PHASES = ('g_main', 'd_main', 'g_reg', 'd_reg')
 
 
-def bench_precision(config, source, repeats: int) -> dict[str, float]:
-  """Seconds per phase (median after compilation), per amortised ``iteration`` and per rendered image."""
+def bench_precision(config, source, repeats: int, peak_tflops: float | None = None) -> dict[str, float]:
+  """Seconds per phase (median after compilation), per amortised ``iteration`` and per rendered image.
+
+  Also each phase's compile time and XLA FLOPs, images/s, and with ``peak_tflops`` the model FLOP
+  utilisation (XLA's FLOP count of a phase / its time / the peak).
+  """
   networks = build.build_models(config)
   mesh = parallel.make_mesh(config.train.num_devices)
   models, state = state_lib.create(config, networks)
@@ -44,31 +50,61 @@ def bench_precision(config, source, repeats: int) -> dict[str, float]:
   rng = jax.random.key(0)
   times = {}
   for phase in PHASES:
-    # Steps donate their state: feed each call the state the previous one returned.
+    # Compiled ahead of time for XLA's FLOP count; steps donate their state, so each call gets
+    # the state the previous one returned.
+    jitted, g_rest, d_rest = step_fns[phase].args
+    start = time.perf_counter()
+    compiled = jitted.lower(state, batch, rng, g_rest, d_rest).compile()
+    times[f'{phase}_compile'] = time.perf_counter() - start
+    times[f'{phase}_flops'] = common.cost_flops(compiled) or 0.0
     holder = {'state': state}
 
-    def call(phase=phase, holder=holder):
-      holder['state'], metrics = step_fns[phase](holder['state'], batch, rng)
+    def call(compiled=compiled, holder=holder, g_rest=g_rest, d_rest=d_rest):
+      holder['state'], metrics = compiled(holder['state'], batch, rng, g_rest, d_rest)
       return metrics
 
     first, median = common.time_fn(call, repeats)
     state = holder['state']
     times[phase] = median
-    print(f'  {phase:8s} first call {first:6.2f} s, then {1000 * median:8.1f} ms', flush=True)
+    mfu = ''
+    if peak_tflops:
+      achieved = times[f'{phase}_flops'] / median / 1e12
+      mfu = f', {achieved:.1f} TFLOP/s = {100 * achieved / peak_tflops:.1f} % MFU'
+    print(
+      f'  {phase:8s} compile {times[f"{phase}_compile"]:6.2f} s, first call {first:6.2f} s, then '
+      f'{1000 * median:8.1f} ms ({times[f"{phase}_flops"] / 1e12:.3f} TFLOP by XLA{mfu})',
+      flush=True,
+    )
   train = config.train
   times['iteration'] = (
     times['g_main'] + times['d_main'] + times['g_reg'] / train.density_reg_interval + times['d_reg'] / train.r1_interval
   )
+  amortised = lambda key: (
+    times[f'g_main{key}']
+    + times[f'd_main{key}']
+    + times[f'g_reg{key}'] / train.density_reg_interval
+    + times[f'd_reg{key}'] / train.r1_interval
+  )
+  times['iteration_flops'] = amortised('_flops')
+  times['images_per_s'] = train.batch_size / times['iteration']
+  mfu = ''
+  if peak_tflops:
+    times['mfu'] = times['iteration_flops'] / times['iteration'] / (peak_tflops * 1e12)
+    mfu = f'; {100 * times["mfu"]:.1f} % MFU of {peak_tflops:g} TFLOP/s'
   print(
     f'  one training iteration (regularisers amortised): {1000 * times["iteration"]:.1f} ms = '
-    f'{train.batch_size / times["iteration"]:.1f} images/s'
+    f'{times["images_per_s"]:.1f} images/s; {times["iteration_flops"] / 1e12:.3f} TFLOP by XLA{mfu}'
   )
   sample = steps_lib.make_sampler(models, mesh=mesh)
   eval_dataset = pipeline.make_dataset(source, batch_size=8, seed=1, resolution=config.model.output_resolution)
   eval_batch = pipeline.make_global_batch(next(iter(eval_dataset)), mesh)
   first, median = common.time_fn(lambda: sample(state.g_ema, eval_batch, rng)['image'], repeats)
   times['render_per_image'] = median / 8
-  print(f'  render (EMA G, batch 8): first call {first:.2f} s, then {1000 * median / 8:.1f} ms per image')
+  side = config.model.output_resolution
+  print(
+    f'  render {side}² (EMA G, batch 8): first call {first:.2f} s, then {1000 * median / 8:.1f} ms per image '
+    f'= {8 / median:.1f} frames/s'
+  )
   return times
 
 
@@ -78,6 +114,10 @@ def main() -> None:
   parser.add_argument('--config', default='configs/tiny.py')
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--precision', default='float32', help='comma-separated: float32, mixed, bfloat16, config')
+  parser.add_argument('--batch-size', type=int, help="global batch (default: the config's)")
+  parser.add_argument('--peak-tflops', type=float, help='device peak for MFU, e.g. 989 (H100 SXM dense bf16)')
+  parser.add_argument('--json', help='also write every number to this file')
+  parser.add_argument('--make-root', help='only build the benchmark dataset into this folder (for bench/gpu_check.sh)')
   args = parser.parse_args()
   precisions = args.precision.split(',')
   unknown = set(precisions) - {*common.PRECISIONS, 'config'}
@@ -85,6 +125,10 @@ def main() -> None:
     parser.error(f'unknown --precision {sorted(unknown)}')
   config = common.load_config(args.config)
   rank = config.model.z_dim if config.model.get('latent', 'codes') == 'identity_factor' else None
+  if args.make_root:
+    common.build_root(args.make_root, resolution=config.data.resolution, rank=rank)
+    print(f'built {args.make_root}')
+    return
   with common.dataset_root(args.root, resolution=config.data.resolution, rank=rank) as root:
     config.data.root = root
     print(
@@ -115,10 +159,17 @@ def main() -> None:
       run_config = common.load_config(args.config)
       run_config.data.root = root
       common.set_precision(run_config, precision)
+      if args.batch_size:
+        run_config.train.batch_size = args.batch_size
       fields = {name: run_config.model[name] for name in common.PRECISIONS['float32']}
       print(f'\n-- precision {precision}: {fields}', flush=True)
-      results[precision] = bench_precision(run_config, source, args.repeats)
+      results[precision] = bench_precision(run_config, source, args.repeats, args.peak_tflops)
 
+  if args.json:
+    with open(args.json, 'w') as f:
+      json.dump(
+        {'config': args.config, 'jax': jax.__version__, 'device': str(jax.devices()[0]), **results}, f, indent=1
+      )
   if len(results) > 1:
     print('\n== ms per call (median after compilation), side by side ==')
     rows = [*PHASES, 'iteration', 'render_per_image']

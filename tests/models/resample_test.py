@@ -174,3 +174,17 @@ def test_fast_ops_lower_to_no_dilated_or_grouped_convolution():
   for line in convs:
     for bad in ('lhs_dilate', 'rhs_dilate', 'rhs_reversal', 'feature_group_count', 'stride='):
       assert bad not in line, line
+
+
+@pytest.mark.parametrize('rows', [128, 131])
+def test_conv2d_weight_gradient_in_row_blocks(rows):
+  """From 128 rows on the weight gradient is reduced in row blocks (and a remainder for 131)."""
+  x = _random((2, rows, 5, 3), 13)
+  w = _random((3, 3, 3, 4), 14)
+  padding = ((1, 1), (1, 1))
+  ours = lambda x, w: layers.conv2d(x, w, padding)
+  ref = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_DN)
+  probe = _random(ref(x, w).shape, 15)
+  grads = lambda fn: jax.grad(lambda x, w: jnp.sum(fn(x, w) * probe), argnums=(0, 1))(x, w)
+  for a, b in zip(grads(ours), grads(ref), strict=True):
+    _close(a, b)
