@@ -225,7 +225,7 @@ _DW_MIN_BLOCKED_ROWS = 128
 def conv2d(
   x: Float[Array, 'b h w i'], weight: Float[Array, 'kh kw i o'], padding: Padding2d
 ) -> Float[Array, 'b hh ww o']:
-  """Stride-1 cross-correlation (torch ``conv2d``) whose derivatives of every order are stride-1 convolutions.
+  """Stride-1 cross-correlation (torch ``conv2d``) whose derivatives of every order are convolutions and GEMMs.
 
   ``padding`` is ``((top, bottom), (left, right))`` zeros (static). The gradients are written as
   this same function, ``dx = conv2d(dy, flip(W)ᵀ, k - 1 - padding)``, and ``dW`` as one GEMM
