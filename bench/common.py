@@ -171,6 +171,14 @@ def memory_bytes(compiled) -> dict[str, int] | None:
   return out
 
 
+def table(header: list[str], rows: list[list[str]]) -> str:
+  """A plain-text table: the first column left-aligned, the others right-aligned, a dashed rule under the header."""
+  widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+  cell = lambda i, c, w: str(c).ljust(w) if i == 0 else str(c).rjust(w)
+  line = lambda r: '  '.join(cell(i, c, w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+  return '\n'.join([line(header), '  '.join('-' * w for w in widths), *map(line, rows)])
+
+
 def gib(num_bytes: float | None) -> str:
   """``'1.23 GiB'`` (or ``'-'`` for None)."""
   return '-' if num_bytes is None else f'{num_bytes / 2**30:.2f} GiB'

@@ -89,13 +89,6 @@ def _pct(ours: float | None, ref: float | None) -> str:
   return f'{100 * (ours - ref) / ref:+.1f} %'
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-  widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-  cell = lambda i, c, w: str(c).ljust(w) if i == 0 else str(c).rjust(w)
-  line = lambda r: '  '.join(cell(i, c, w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-  return '\n'.join([line(header), '  '.join('-' * w for w in widths), *map(line, rows)])
-
-
 def _child_modules(module: nnx.Module) -> dict[str, nnx.Module]:
   return {name: value for name, value in vars(module).items() if isinstance(value, nnx.Module)}
 
@@ -440,7 +433,7 @@ def _print_parameters(rows, notes, label: str) -> None:
         row['detail'],
       ]
     )
-  print(_table(['component', 'ours (M)', 'spec (M)', 'diff', 'note'], table))
+  print(common.table(['component', 'ours (M)', 'spec (M)', 'diff', 'note'], table))
   for note in notes:
     print(f'  * {note}')
 
@@ -461,7 +454,7 @@ def _print_flops(full: dict, components: list[dict] | None, unets_built: bool) -
     spec_wo = SPEC['g_total'][2] - SPEC['mouth'][2] - SPEC['blending'][2]
     table.append(['whole forward vs spec without the UNets', f'{total:.1f}', f'{spec_wo:g}', _pct(total, spec_wo)])
   table.append(['whole forward (one jit)', f'{total:.1f}', f'{SPEC["g_total"][2]:g}', _pct(total, SPEC['g_total'][2])])
-  print(_table(['stage', 'XLA GFLOP', 'spec GFLOP', 'diff'], table))
+  print(common.table(['stage', 'XLA GFLOP', 'spec GFLOP', 'diff'], table))
   print(
     '  * XLA counts 2 FLOPs per multiply-add of convolutions and dots (as the spec) plus 1 per element of every\n'
     '    elementwise op, reduction and resize, which the spec ignores (activations, demodulation, noise, FIR\n'
@@ -497,7 +490,7 @@ def _print_forward(fwd: list[dict]) -> None:
       ]
     )
   print(
-    _table(
+    common.table(
       ['config', 'out / raw', 'G params', 'XLA GFLOP', 'compile', 'forward', '+RSS run', 'XLA temp', 'finite'], table
     )
   )
@@ -531,7 +524,7 @@ def _print_train(rows: list[dict], config) -> None:
         f'{(row["xla_flops"] or 0) / 1e12:.3f}',
       ]
     )
-  print(_table(['phase', 'compile', 'run', '+RSS run', 'peak RSS', 'XLA temp', 'XLA TFLOP'], table))
+  print(common.table(['phase', 'compile', 'run', '+RSS run', 'peak RSS', 'XLA temp', 'XLA TFLOP'], table))
   by = {row['phase']: row for row in rows}
   if all('run_s' in by.get(p, {}) for p in ('g_main', 'd_main', 'g_reg', 'd_reg')):
     train = config.train

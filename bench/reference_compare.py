@@ -34,10 +34,24 @@ import argparse
 import json
 import os
 import pathlib
+import resource
 import statistics
 import subprocess
 import sys
 import time
+
+import common  # bench/common.py (this script runs as bench/reference_compare.py)
+import full_model_bench
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from head360_jax import assets, compilation_cache
+from head360_jax.models import stylegan
+from head360_jax.rendering import hexplane_views, ray_sampling
+from head360_jax.rendering import render as render_lib
+from head360_jax.training import state as state_lib
+from head360_jax.training import steps as steps_lib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 REFERENCE = 'bench/reference_cpu.json'
@@ -57,8 +71,7 @@ REFERENCE_IMAGES_SEEN = 1_000_000  # the reference's phases run at cur_nimg = 1e
 
 
 def _reference() -> dict:
-  from head360_jax import assets
-
+  """The PyTorch timings, ``../shared/bench/reference_cpu.json`` (beside the shared data folder)."""
   path = pathlib.Path(assets.shared_data_dir()).parent / REFERENCE
   with open(path) as f:
     return json.load(f)
@@ -73,7 +86,6 @@ def _vmhwm() -> int:
           return int(line.split()[1]) * 1024
   except OSError:
     pass
-  import resource
 
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
@@ -84,7 +96,6 @@ def _vmhwm() -> int:
 
 def _time(compiled, args, repeats: int, carry_state: bool = False) -> tuple[float, list[float]]:
   """(warm-up seconds, timed seconds): one call, then ``repeats`` calls; phases thread their donated state."""
-  import jax
 
   def call(args):
     out = compiled(*args)
@@ -104,13 +115,6 @@ def _time(compiled, args, repeats: int, carry_state: bool = False) -> tuple[floa
 
 def _component_fns(name: str, networks, batch: dict):
   """``(fwd(params, *inputs), params, inputs, grad_inputs)`` of one component at batch 1."""
-  import jax
-  import jax.numpy as jnp
-  from flax import nnx
-
-  from head360_jax.models import stylegan
-  from head360_jax.rendering import hexplane_views, ray_sampling
-  from head360_jax.rendering import render as render_lib
 
   g, d = networks.generator, networks.discriminator
   cfg = g.config
@@ -200,14 +204,9 @@ def _component_fns(name: str, networks, batch: dict):
 
 
 def _run_component(name: str, networks, models, state, batch: dict, repeats: int) -> dict:
-  import common
-  import jax
-  import jax.numpy as jnp
 
   if name == 'generator':
-    from full_model_bench import _forward_fn
-
-    forward = _forward_fn(models)
+    forward = full_model_bench._forward_fn(models)
     params, rest = state.g_params, models.g_rest
     key = jax.random.key(0)
     fwd = lambda params: forward(params, rest, batch, key)
@@ -240,12 +239,6 @@ def _run_component(name: str, networks, models, state, batch: dict, repeats: int
 
 
 def _run_phase(name: str, networks_models, config, repeats: int) -> dict:
-  import common
-  import jax
-  import jax.numpy as jnp
-
-  from head360_jax.training import state as state_lib
-  from head360_jax.training import steps as steps_lib
 
   networks, models, state, batch, mesh = networks_models
   # The reference's conditions: cur_nimg = 1e6 (the blur has faded out, camera swaps at their final rate).
@@ -266,11 +259,6 @@ def _run_phase(name: str, networks_models, config, repeats: int) -> dict:
 
 def worker(args) -> None:
   """Runs one row (``--worker component:NAME`` or ``phase:NAME``) and prints it as JSON on the last line."""
-  sys.path.insert(0, str(REPO / 'bench'))
-  import common
-  import full_model_bench
-
-  from head360_jax import compilation_cache
 
   compilation_cache.enable(args.compilation_cache)
   kind, name = args.worker.split(':')
@@ -305,13 +293,6 @@ def _ratio(ours: float | None, ref) -> str:
     return '-'
   ref = statistics.mean(ref) if isinstance(ref, list) else ref
   return f'{ours / ref:.2f}x'
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-  widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-  cell = lambda i, c, w: str(c).ljust(w) if i == 0 else str(c).rjust(w)
-  line = lambda r: '  '.join(cell(i, c, w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-  return '\n'.join([line(header), '  '.join('-' * w for w in widths), *map(line, rows)])
 
 
 def _spawn(row: str, args, root: str) -> dict:
@@ -365,8 +346,6 @@ def main() -> None:
 
   components = _select(args.components, COMPONENTS, '--components')
   phases = _select(args.phases, PHASES, '--phases')
-  sys.path.insert(0, str(REPO / 'bench'))
-  import common
 
   reference = _reference()
   config = common.load_config(args.config)
@@ -403,7 +382,7 @@ def main() -> None:
       )
     print('\n== Components (seconds; ratio = ours / torch) ==')
     header = ['component', 'fwd', 'torch', 'ratio', 'fwd+bwd', 'torch', 'ratio', 'compile fwd+bwd', 'peak GiB']
-    print(_table(header, rows))
+    print(common.table(header, rows))
   if phases:
     rows = []
     for name, ours in report['phases'].items():
@@ -422,7 +401,7 @@ def main() -> None:
         ]
       )
     print('\n== Training phases (seconds; ratio = ours / torch) ==')
-    print(_table(['phase', 'ours', 'torch', 'ratio', 'compile', 'peak GiB', 'torch peak GiB'], rows))
+    print(common.table(['phase', 'ours', 'torch', 'ratio', 'compile', 'peak GiB', 'torch peak GiB'], rows))
     print('  * ours include the Adam update (the reference excludes it: 0.38 s for G).')
   report['reference'] = reference
   if args.json:
