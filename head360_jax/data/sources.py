@@ -135,6 +135,8 @@ class SynHeadSource:
     mesh_cache_bytes: budget of the mesh cache.
     views: keep only these view indices (e.g. hold some cameras out for evaluation);
       None keeps all. Identity indices stay those of the whole split.
+    expressions: keep only these expression folders (names); None keeps all.
+    exclude_expressions: drop these expression folders (held out for evaluation).
 
   Raises:
     FileNotFoundError: naming the path, for a missing image folder, label file, mesh or
@@ -155,6 +157,8 @@ class SynHeadSource:
     expected_vertices: int | None = None,
     mesh_cache_bytes: int = 1 << 30,
     views: Iterable[int] | None = None,
+    expressions: Iterable[str] | None = None,
+    exclude_expressions: Iterable[str] = (),
   ):
     self.root = pathlib.Path(root).resolve()
     self.resolution = int(resolution)
@@ -162,24 +166,28 @@ class SynHeadSource:
     images_dir = self.root / layout.IMAGES
     pose_file, expression_file = images_dir / layout.POSE_JSON, images_dir / layout.EXPRESSION_JSON
     poses = layout.read_labels(pose_file, CAMERA_DIM)
-    expressions = layout.read_labels(expression_file, EXPRESSION_DIM)
+    expression_labels = layout.read_labels(expression_file, EXPRESSION_DIM)
 
     splits = {False: _list_split(images_dir / layout.split_name(self.resolution))}
     if include_bald:
       splits[True] = _list_split(images_dir / layout.split_name(self.resolution, bald=True))
     identity_names = _subdirs(images_dir / layout.split_name(self.resolution))
     keep_views = None if views is None else frozenset(int(v) for v in views)
+    keep_expressions = None if expressions is None else frozenset(expressions)
+    drop_expressions = frozenset(exclude_expressions)
     identity_index = {name: i for i, name in enumerate(identity_names)}
     relpaths, label_keys, mesh_keys, views, hair = [], [], [], [], []
     for bald, images in splits.items():
       for identity, expression, view, name in images:
         if keep_views is not None and view not in keep_views:
           continue
+        if expression in drop_expressions or (keep_expressions is not None and expression not in keep_expressions):
+          continue
         if identity not in identity_index:
           raise ValueError(f'bald identity folder {identity!r} of {images_dir} is not in the haired split')
         relpath = f'{layout.split_name(self.resolution, bald)}/{identity}/{expression}/{name}'
         key = f'{layout.split_name(self.resolution)}/{identity}/{expression}/{name}'  # bald shares haired labels
-        for labels, label_file in ((poses, pose_file), (expressions, expression_file)):
+        for labels, label_file in ((poses, pose_file), (expression_labels, expression_file)):
           if key not in labels:
             raise ValueError(f'image {images_dir / relpath} has no label {key!r} in {label_file}')
         relpaths.append(relpath)
@@ -189,10 +197,13 @@ class SynHeadSource:
         hair.append(0 if bald else 1)
 
     if not relpaths:
-      raise ValueError(f'no images of views {sorted(keep_views)} under {images_dir}')
+      chosen = f'views {sorted(keep_views) if keep_views is not None else "all"}, expressions ' + (
+        f'{sorted(keep_expressions)}' if keep_expressions is not None else 'all'
+      )
+      raise ValueError(f'no images of {chosen} (excluding {sorted(drop_expressions)}) under {images_dir}')
     self._relpaths = relpaths
     self._camera = np.stack([poses[key] for key in label_keys])
-    self._expression = np.stack([expressions[key] for key in label_keys])
+    self._expression = np.stack([expression_labels[key] for key in label_keys])
     self._camera.flags.writeable = self._expression.flags.writeable = False  # records hand out views
     self._identity = np.asarray([identity_index[identity] for identity, _ in mesh_keys], np.int32)
     self._view = np.asarray(views, np.int32)

@@ -78,6 +78,21 @@ def decode_image(
     ValueError: naming ``path``, if the data cannot be decoded (corrupt or truncated
       file; the pillow error is chained) or the image is not ``expected_size`` square.
   """
+  return decode_image_and_alpha(data, path, expected_size=expected_size, resolution=resolution, alpha=False)[0]
+
+
+def decode_image_and_alpha(
+  data: bytes, path: str, *, expected_size: int | None = None, resolution: int | None = None, alpha: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+  """``decode_image`` that also returns the alpha channel (the foreground mask of a render).
+
+  Returns:
+    ``(image, alpha)``: the image as ``decode_image``; alpha (h, w, 1) float32 in [0, 1]
+    (resized like the image, clipped), or None when ``alpha`` is False.
+
+  Raises:
+    ValueError: as ``decode_image``.
+  """
   try:
     with Image.open(io.BytesIO(data)) as image:
       rgba = np.asarray(image.convert('RGBA'))
@@ -86,9 +101,12 @@ def decode_image(
   if expected_size is not None and rgba.shape[:2] != (expected_size, expected_size):
     raise ValueError(f'{path}: image is {rgba.shape[1]}x{rgba.shape[0]}, expected {expected_size}x{expected_size}')
   image = composite_on_white(rgba)
+  mask = rgba[..., 3:].astype(np.float32) / 255.0 if alpha else None
   if resolution is not None and image.shape[:2] != (resolution, resolution):
     image = resize(image, resolution)
-  return image
+    if mask is not None:
+      mask = np.clip((resize(mask * 2.0 - 1.0, resolution) + 1.0) / 2.0, 0.0, 1.0)
+  return image, mask
 
 
 class DecodeImage(grain.transforms.Map):

@@ -165,3 +165,17 @@ def test_views_filter_keeps_only_those_views(fake):
   assert {r['identity'] for r in records} == {r['identity'] for r in (all_views[i] for i in range(len(all_views)))}
   with pytest.raises(ValueError, match='no images of views'):
     sources.SynHeadSource(fake.root, RES, views=[99])
+
+
+def test_expression_filters_keep_or_drop_folders(fake):
+  kept = sources.SynHeadSource(fake.root, RES, expressions=['jawOpen'])
+  dropped = sources.SynHeadSource(fake.root, RES, exclude_expressions=['jawOpen'], views=[3])
+  assert {kept[i]['expression_name'] for i in range(len(kept))} == {'jawOpen'}
+  assert len(kept) == 2 * layout.NUM_VIEWS
+  assert [(r['expression_name'], r['view']) for r in (dropped[i] for i in range(len(dropped)))] == [
+    ('browDwonLeft', 3)
+  ] * 2
+  # the expression labels still come from the label file, not from the folder name
+  np.testing.assert_array_equal(kept[0]['expression'], fake.expressions[kept[0]['relpath']])
+  with pytest.raises(ValueError, match='no images of'):
+    sources.SynHeadSource(fake.root, RES, expressions=['jawOpen'], exclude_expressions=['jawOpen'])

@@ -79,3 +79,16 @@ def test_decode_transform_replaces_png():
   record = transforms.DecodeImage(expected_size=12).map({'png': _png(rgba), 'path': 'x.png', 'view': 3})
   assert set(record) == {'image', 'path', 'view'}
   np.testing.assert_allclose(record['image'], transforms.composite_on_white(rgba))
+
+
+def test_decode_image_and_alpha():
+  rgba = _rgba(size=16)
+  image, alpha = transforms.decode_image_and_alpha(_png(rgba), 'x.png')
+  np.testing.assert_array_equal(image, transforms.decode_image(_png(rgba), 'x.png'))
+  np.testing.assert_allclose(alpha[..., 0], rgba[..., 3] / 255.0, atol=1e-7)
+  assert alpha.shape == (16, 16, 1) and alpha.dtype == np.float32
+  small, small_alpha = transforms.decode_image_and_alpha(_png(rgba), 'x.png', resolution=8)
+  assert small.shape == (8, 8, 3) and small_alpha.shape == (8, 8, 1)
+  assert 0 <= small_alpha.min() and small_alpha.max() <= 1
+  np.testing.assert_allclose(small_alpha.mean(), alpha.mean(), atol=0.02)  # resampling keeps the mean
+  assert transforms.decode_image_and_alpha(_png(rgba), 'x.png', alpha=False)[1] is None
