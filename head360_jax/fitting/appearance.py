@@ -11,7 +11,7 @@ out of its optimiser, §8.1 item 10). Two passes, each Adam on
 
     L1(render, target) + lpips_weight · LPIPS-VGG(render, target)
 
-(images in [-1, 1]; LPIPS from ``fitting.perceptual``):
+(images in [-1, 1]; LPIPS-VGG from ``metrics.lpips``):
 
 1. face pass (the paper's bald-head fit): texture only, against ``target_face``: the photo's
    face (skin region, hair removed by segmentation) Poisson-blended into the initial render
@@ -33,7 +33,7 @@ import optax
 import tqdm
 from jaxtyping import Array, Float
 
-from head360_jax.fitting import perceptual
+from head360_jax.metrics import lpips as lpips_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +101,7 @@ def _resize(images: Array, side: int) -> Array:
 
 
 def image_loss(
-  lpips_params: perceptual.LpipsParams,
+  lpips_params: lpips_lib.LpipsParams,
   image: Float[Array, 'b R R 3'],
   target: Float[Array, 'b R R 3'],
   *,
@@ -112,7 +112,7 @@ def image_loss(
   l1 = jnp.mean(jnp.abs(image - target))
   if not lpips_weight:
     return l1
-  lp = perceptual.lpips(lpips_params, _resize(image, lpips_resolution), _resize(target, lpips_resolution))
+  lp = lpips_lib.lpips(lpips_params, _resize(image, lpips_resolution), _resize(target, lpips_resolution))
   return l1 + lpips_weight * jnp.mean(lp)
 
 
@@ -155,7 +155,7 @@ def fit_appearance(
   w_hair: np.ndarray,
   target_face: np.ndarray,
   target_full: np.ndarray,
-  lpips_params: perceptual.LpipsParams,
+  lpips_params: lpips_lib.LpipsParams,
   options: AppearanceOptions = AppearanceOptions(),
   *,
   progress: bool = True,
@@ -171,7 +171,7 @@ def fit_appearance(
     w_hair: (w,) initial hair style.
     target_face: (R, R, 3) target of the face pass in [-1, 1].
     target_full: (R, R, 3) target of the hair pass in [-1, 1].
-    lpips_params: ``perceptual.load_lpips()``.
+    lpips_params: ``lpips_lib.load_lpips()``.
     options: ``AppearanceOptions``.
     progress: show a progress bar.
 

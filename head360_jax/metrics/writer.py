@@ -13,6 +13,7 @@ import time
 import jax
 import numpy as np
 from absl import logging
+from PIL import Image
 
 
 def image_grid(images: np.ndarray, columns: int | None = None, size: int | None = None) -> np.ndarray:
@@ -47,10 +48,15 @@ def image_grid(images: np.ndarray, columns: int | None = None, size: int | None 
 
 
 class Writer:
-  """Scalars and image grids into ``logdir`` (TensorBoard event files); a no-op off process 0."""
+  """Scalars and image grids into ``logdir`` (TensorBoard event files); a no-op off process 0.
+
+  Image grids are also written as ``logdir/samples/<name>_<step>.png`` (``/`` in the name
+  becomes ``_``), so samples can be looked at without TensorBoard.
+  """
 
   def __init__(self, logdir: str | pathlib.Path):
     self._writer = None
+    self._samples = pathlib.Path(logdir) / 'samples'
     if jax.process_index() == 0:
       import tensorboardX  # imported here: other processes never open event files
 
@@ -65,8 +71,10 @@ class Writer:
   def images(self, step: int, grids: dict[str, np.ndarray]) -> None:
     """Writes ``{name: (h, w, 3) uint8 grid}`` at ``step`` (see ``image_grid``)."""
     if self._writer is not None:
+      self._samples.mkdir(parents=True, exist_ok=True)
       for name, grid in grids.items():
         self._writer.add_image(name, grid, step, dataformats='HWC')
+        Image.fromarray(grid).save(self._samples / f'{name.replace("/", "_")}_{step:06d}.png')
 
   def flush(self) -> None:
     if self._writer is not None:

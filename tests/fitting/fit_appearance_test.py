@@ -5,12 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from head360_jax.fitting import appearance, perceptual
+from head360_jax.fitting import appearance
+from head360_jax.metrics import lpips as lpips_lib
 
 
 @pytest.fixture(scope='module')
 def lpips_params():
-  return perceptual.load_lpips()
+  return lpips_lib.load_lpips()
 
 
 def test_blend_face_changes_only_the_mask():

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from head360_jax.fitting import perceptual
 from head360_jax.metrics import lpips as lpips_lib
 
 _lpips = jax.jit(lpips_lib.lpips)
@@ -239,10 +238,6 @@ def test_rejects_bad_inputs(vgg, alex):
       lpips_lib.lpips(params, jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 32, 32, 3)), jnp.ones((1, 32, 32, 3)))
   with pytest.raises(TypeError, match='load_lpips'):
     lpips_lib.lpips(tuple(vgg), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 32, 32, 3)))
-
-
-def test_fitting_reexport_is_the_vgg_metric(vgg):
-  assert perceptual.lpips is lpips_lib.lpips and perceptual.load_lpips is lpips_lib.load_lpips
 
 
 def test_area_matrix_rows_average_the_covered_pixels():

@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from head360_jax.metrics import writer as writer_lib
 
@@ -22,8 +23,10 @@ def test_image_grid_tiles_and_maps_to_uint8():
 def test_writer_writes_event_file_without_tensorflow(tmp_path):
   writer = writer_lib.Writer(tmp_path)
   writer.scalars(1, {'g/loss': 1.5})
-  writer.images(1, {'samples/image': writer_lib.image_grid(np.zeros((1, 4, 4, 3)))})
+  grid = writer_lib.image_grid(np.linspace(-1, 1, 48).reshape(1, 4, 4, 3))
+  writer.images(12, {'samples/image': grid})
   writer.close()
   events = list(tmp_path.glob('events.out.tfevents.*'))
   assert len(events) == 1 and events[0].stat().st_size > 0
+  np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / 'samples' / 'samples_image_000012.png')), grid)
   assert 'tensorflow' not in sys.modules
