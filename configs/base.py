@@ -64,6 +64,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   train.g_lr = 0.0025  # before the lazy-regularisation scaling (schedules.lazy_adam)
   train.d_lr = 0.002
   train.l1_weight = 100.0
+  train.gan_weight = 1.0  # non-saturating GAN term of G (reference 1); 0: L1 only, no D updates (faster)
   train.r1_gamma = 4.0
   train.r1_interval = 16
   train.density_reg = 0.25
@@ -82,11 +83,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   train.num_samples = 8
   train.checkpoint_every = 2000
   train.keep_checkpoints = 3
+  train.max_minutes = 0.0  # wall-clock budget of one train.py call (0: none); the run ends early as at its last step
+  train.eval_every = 2000  # held-out figures of G_ema into TensorBoard (needs data.held_out_*; 0: off)
+  train.eval_records = 16  # fixed subset of the held-out records scored during training
 
   data = config.data = ml_collections.ConfigDict()
   data.root = config_dict.placeholder(str)
   data.resolution = 512  # the images/split_<resolution> folder; batches are resized to model.output_resolution
   data.include_bald = False
   data.num_threads = 2
-  data.held_out_views = ()  # camera views (0..71) never trained on, for evaluation (training/evaluate.py)
+  data.held_out_views = ()  # camera views (0..71) never trained on, for evaluation (head360_jax/evaluate.py)
+  data.held_out_expressions = ()  # expression folders never trained on, for evaluation
   return config

@@ -50,6 +50,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   train.sample_every = 100
   train.num_samples = 4
   train.checkpoint_every = 100
+  train.eval_every = 100
 
   config.data.resolution = 128
   config.data.held_out_views = tuple(range(3, 72, 8))  # 9 of the 72 cameras, for the demo's held-out L1

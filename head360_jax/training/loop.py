@@ -4,10 +4,13 @@ Legend: ``s`` the iteration about to run (``state.step``); "step n" in logs, met
 checkpoints means "after n completed iterations". ``B`` global batch.
 
 Per iteration (``steps.py``): ``g_reg`` every ``density_reg_interval``, ``g_main``,
-``d_reg`` every ``r1_interval``, ``d_main``. Every ``log_every`` steps the metrics since
-the last log are fetched, checked to be finite, averaged, written to TensorBoard and
-printed with images/s; every ``sample_every`` steps G_ema renders a fixed batch into
-image grids; every ``checkpoint_every`` steps and at the end the state and the data
+``d_reg`` every ``r1_interval``, ``d_main`` (both skipped when ``train.gan_weight`` is 0).
+Every ``log_every`` steps the metrics since the last log are fetched, checked to be finite,
+averaged, written to TensorBoard and printed with images/s; every ``sample_every`` steps
+G_ema renders a fixed batch into image grids; every ``eval_every`` steps (when the config holds views or expressions
+out) the held-out L1/PSNR/SSIM/LPIPS-Alex of G_ema on a fixed subset of ``eval_records``
+records go to TensorBoard under ``eval/`` (``head360_jax.evaluate``), so every run has a
+quality curve; every ``checkpoint_every`` steps and at the end the state and the data
 iterator position are saved. A rerun with the same workdir resumes from the latest
 checkpoint and repeats exactly what an uninterrupted run would have done (CPU).
 
@@ -18,16 +21,19 @@ and ``make_global_batch`` joins them, so the run repeats a single-process run wi
 ``B``. All processes save and restore the checkpoints (each its own data position); only
 process 0 writes ``config.json``, TensorBoard events and sample grids and logs progress.
 
-Stopping: Ctrl-C (SIGINT) finishes the current iteration, saves a checkpoint and returns;
-a second Ctrl-C interrupts at once. A non-finite metric raises ``NonFiniteLossError``
-naming the step and the last good checkpoint; the bad state is never saved (metrics
-are checked before every save).
+Stopping: after ``train.steps`` iterations, or at the first iteration that ends past
+``train.max_minutes`` of this call's wall-clock time (0: no limit; one process only), which
+then logs, evaluates and saves as the last step does. Ctrl-C (SIGINT) finishes the current
+iteration, saves a checkpoint and returns; a second Ctrl-C interrupts at once. A non-finite
+metric raises ``NonFiniteLossError`` naming the step and the last good checkpoint; the bad
+state is never saved (metrics are checked before every save).
 """
 
 import contextlib
 import pathlib
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import jax
@@ -36,6 +42,7 @@ import numpy as np
 from absl import logging
 
 from head360_jax import checkpoint, parallel
+from head360_jax import evaluate as evaluate_lib
 from head360_jax.data import layout, pipeline, sources
 from head360_jax.metrics import writer as writer_lib
 from head360_jax.training import state as state_lib
@@ -117,6 +124,38 @@ def _write_samples(writer, sample, g_ema, batch: dict, key: jax.Array, step: int
   )
 
 
+def _make_evaluator(config: ml_collections.ConfigDict, models: state_lib.Models) -> evaluate_lib.Evaluator | None:
+  """The in-training evaluator (process 0, ``train.eval_every > 0``, something held out), else None."""
+  train, data = config.train, config.data
+  held_out = data.get('held_out_views', ()) or data.get('held_out_expressions', ())
+  if jax.process_index() != 0 or train.get('eval_every', 0) <= 0 or not held_out:
+    return None
+  return evaluate_lib.Evaluator(config, models.codes, models.render, nets=('alex',), limit=train.eval_records)
+
+
+def _write_eval(
+  writer, evaluator: evaluate_lib.Evaluator, models: state_lib.Models, g_ema, step: int, wall_seconds: float
+) -> dict:
+  """Scores G_ema on the evaluator's subset, writes ``eval/...`` scalars, logs a line; returns the scalars.
+
+  ``wall_seconds`` (time of this training call so far) is written with them, so quality can be
+  plotted against time.
+  """
+  summary, _ = evaluator(models.generator(jax.device_get(g_ema)))
+  scalars = {f'eval/{key}': value for key, value in summary.items() if not key.endswith('/count')}
+  scalars['perf/wall_seconds'] = wall_seconds
+  writer.scalars(step, scalars)
+  name = next(iter(evaluator.sets))
+  logging.info(
+    'step %d  held-out %s (%d records): PSNR %.2f dB  SSIM %.4f  LPIPS-Alex %.4f  L1 %.4f',
+    step,
+    name,
+    int(summary[f'{name}/count']),
+    *(summary.get(f'{name}/image/{metric}', float('nan')) for metric in ('psnr', 'ssim', 'lpips_alex', 'l1')),
+  )
+  return scalars
+
+
 def training_views(config: ml_collections.ConfigDict) -> list[int]:
   """The camera views trained on: all 72 but ``config.data.held_out_views``."""
   held_out = set(config.data.get('held_out_views', ()))
@@ -142,12 +181,14 @@ def train_and_evaluate(
       ``SynHeadSource(config.data.root, config.data.resolution, include_bald=...)``.
 
   Returns:
-    ``{step: averaged metrics}`` of every log written by this call.
+    ``{step: averaged metrics}`` of every log written by this call, with the ``eval/...``
+    figures merged in at the steps evaluated (step 0 of a fresh run included).
 
   Raises:
     NonFiniteLossError: on a NaN/inf metric (nothing is saved after the last good log).
     ValueError: if the batch does not divide over devices/processes, a ``*_every`` or
-      ``steps`` is not positive, or ``config.json`` in ``workdir`` describes another model.
+      ``steps`` is not positive, ``max_minutes`` is set with several processes, or ``config.json`` in
+      ``workdir`` describes another model.
   """
   train = config.train
   workdir = pathlib.Path(workdir)
@@ -155,6 +196,8 @@ def train_and_evaluate(
   for name in ('steps', 'log_every', 'sample_every', 'checkpoint_every'):
     if train[name] <= 0:
       raise ValueError(f'train.{name} must be positive, got {train[name]}')
+  if train.get('max_minutes', 0.0) > 0 and jax.process_count() > 1:
+    raise ValueError('train.max_minutes needs a single process: clocks differ between processes')
   if train.batch_size % mesh.size:
     raise ValueError(
       f'batch_size {train.batch_size} does not split over {mesh.size} devices ({jax.process_count()} processes)'
@@ -162,9 +205,14 @@ def train_and_evaluate(
   checkpoint.write_config(workdir, config, write=jax.process_index() == 0)
   if source is None:
     source = sources.SynHeadSource(
-      config.data.root, config.data.resolution, include_bald=config.data.include_bald, views=training_views(config)
+      config.data.root,
+      config.data.resolution,
+      include_bald=config.data.include_bald,
+      views=training_views(config),
+      exclude_expressions=config.data.get('held_out_expressions', ()),
     )
 
+  started = time.monotonic()  # 'perf/wall_seconds': this call's time so far, compilation included
   models, state = state_lib.create(config, build_models(config))
   abstract = state_lib.abstract_state(state, mesh)
   state = jax.device_put(state, state_lib.state_sharding(state, mesh))
@@ -181,6 +229,7 @@ def train_and_evaluate(
   rng = jax.random.key(train.seed)
   sample_key = jax.random.key(train.seed + 1)
   sample_batch = _sample_batch(source, config)
+  evaluator = _make_evaluator(config, models)
   writer = writer_lib.Writer(workdir)
   history: dict[int, dict[str, float]] = {}
 
@@ -191,6 +240,8 @@ def train_and_evaluate(
       logging.info('resumed from %s', checkpointer.step_path(checkpointer.latest_step()))
     else:
       writer.images(0, {'samples/real': writer_lib.image_grid(sample_batch['image'])})
+      if evaluator is not None:
+        history[0] = _write_eval(writer, evaluator, models, state.g_ema, 0, time.monotonic() - started)
     step = int(jax.device_get(state.step))
     progress = writer_lib.Progress(train.steps, train.batch_size, start_step=step)
     pending: list[tuple[int, dict]] = []
@@ -202,8 +253,11 @@ def train_and_evaluate(
         checkpointer.save(at, state, iterator.get_state())
         last_saved = at
 
+    train_d = train.get('gan_weight', 1.0) > 0  # 0: photometric losses only, D is never updated
+    budget = train.get('max_minutes', 0.0) * 60.0  # 0: no wall-clock limit
+    last = False
     try:
-      while step < train.steps and not stop.is_set():
+      while not last and step < train.steps and not stop.is_set():
         batch = pipeline.make_global_batch(next(iterator), mesh)
         metrics = {}
         if train.density_reg > 0 and step % train.density_reg_interval == 0:
@@ -211,21 +265,28 @@ def train_and_evaluate(
           metrics |= m
         state, m = step_fns['g_main'](state, batch, rng)
         metrics |= m
-        if train.r1_gamma > 0 and step % train.r1_interval == 0:
+        if train_d and train.r1_gamma > 0 and step % train.r1_interval == 0:
           state, m = step_fns['d_reg'](state, batch, rng)
           metrics |= m
-        state, m = step_fns['d_main'](state, batch, rng)
+        if train_d:
+          state, m = step_fns['d_main'](state, batch, rng)
+          metrics |= m
         step += 1
-        pending.append((step, metrics | m))
-        if step % train.log_every == 0 or step == train.steps:
+        pending.append((step, metrics))
+        last = step == train.steps or (budget > 0 and time.monotonic() - started >= budget)
+        if step % train.log_every == 0 or last:
           averaged = _average(_check_finite(pending, checkpointer))
           pending = []
           history[step] = averaged
           writer.scalars(step, averaged)
           rate = progress(step, {k: averaged[k] for k in ('g/loss', 'g/loss_l1', 'd/loss') if k in averaged})
-          writer.scalars(step, {'perf/images_per_second': rate})
+          writer.scalars(step, {'perf/images_per_second': rate, 'perf/wall_seconds': time.monotonic() - started})
         if step % train.sample_every == 0:
           _write_samples(writer, sample, state.g_ema, sample_batch, sample_key, step)
+        if evaluator is not None and (step % train.eval_every == 0 or last):
+          history[step] = history.get(step, {}) | _write_eval(
+            writer, evaluator, models, state.g_ema, step, time.monotonic() - started
+          )
         if step % train.checkpoint_every == 0:
           _check_finite(pending, checkpointer)
           save(step)
@@ -233,6 +294,10 @@ def train_and_evaluate(
       save(step)
       if stop.is_set():
         logging.info('stopped by interrupt at step %d; checkpoint %s', step, checkpointer.step_path(step))
+      elif last and step < train.steps:
+        logging.info(
+          'time budget of %.1f min spent at step %d; checkpoint %s', budget / 60, step, checkpointer.step_path(step)
+        )
     finally:
       writer.close()
       if hasattr(iterator, 'close'):

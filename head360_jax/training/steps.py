@@ -7,8 +7,9 @@ Phases (reference-spec §5.1; EG3D lazy regularisation), in the order the loop r
 for iteration ``s`` (``state.step == s``):
 
 1. ``g_reg`` if ``s % density_reg_interval == 0``: density regularisation, gain ``R``;
-2. ``g_main``: non-saturating GAN + ``l1_weight`` × L1 to the batch's own image, then the
-   G_ema update and ``stats_update``;
+2. ``g_main``: ``gan_weight`` × non-saturating GAN (1 in the reference; 0 leaves the
+   discriminator out, the L1-only recipe of short CPU runs, ``docs/quality.md``) +
+   ``l1_weight`` × L1 to the batch's own image, then the G_ema update and ``stats_update``;
 3. ``d_reg`` if ``s % r1_interval == 0``: R1 on the real images, ``γ/2``, gain ``R``;
 4. ``d_main``: logistic loss on fakes and reals; increments ``state.step``.
 
@@ -140,7 +141,8 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
 
   Args:
     models: the static model description (``state.create``).
-    config: reads ``train.batch_size`` (global), ``l1_weight``, ``r1_gamma``,
+    config: reads ``train.batch_size`` (global), ``l1_weight``,
+      ``gan_weight`` (1 if absent; 0 drops the discriminator from ``g_main``), ``r1_gamma``,
       ``r1_interval``, ``density_reg``, ``density_reg_interval``, ``density_reg_points``,
       ``density_reg_p_dist``, ``ema_kimg``, ``ema_rampup``, ``blur_sigma``,
       ``blur_fade_kimg``, ``gpc_prob``, ``gpc_fade_kimg``, ``style_mixing_prob`` (0 if absent)
@@ -154,6 +156,7 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
   batch_size = train.batch_size
   raw_res = config.model.neural_resolution
   mixing_prob = float(train.get('style_mixing_prob', 0.0))
+  gan_weight = float(train.get('gan_weight', 1.0))
 
   def schedule(step):
     seen = step * batch_size
@@ -176,11 +179,15 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
 
     def loss_fn(g_params):
       out = models.render(models.generator(g_params, g_rest), inputs, k_gen)
-      logits = discriminator(blur(out['image'], sigma), out['image_raw'], batch['label'])
-      loss_gan = losses.generator_loss(logits)
       loss_l1 = losses.l1_photometric(out['image'], batch['image'])
-      loss = loss_gan + train.l1_weight * loss_l1
-      return loss, {'g/loss': loss, 'g/loss_gan': loss_gan, 'g/loss_l1': loss_l1, 'g/score_fake': jnp.mean(logits)}
+      loss = train.l1_weight * loss_l1
+      metrics = {'g/loss_l1': loss_l1}
+      if gan_weight > 0:  # static: 0 trains the generator on the photometric losses alone
+        logits = discriminator(blur(out['image'], sigma), out['image_raw'], batch['label'])
+        loss_gan = losses.generator_loss(logits)
+        loss = loss + gan_weight * loss_gan
+        metrics |= {'g/loss_gan': loss_gan, 'g/score_fake': jnp.mean(logits)}
+      return loss, metrics | {'g/loss': loss}
 
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.g_params)
     g_params, g_opt_state = _apply(models.tx_g, grads, state.g_opt_state, state.g_params)

@@ -4,12 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from configs import tiny
-from head360_jax import inference
+from head360_jax import evaluate, inference
 from head360_jax.data import build_dataset
 from head360_jax.geometry import arkit, rig
-from head360_jax.training import evaluate, loop
+from head360_jax.training import loop
 from head360_jax.training.build import build_models
 
 RES = 32
@@ -47,13 +48,23 @@ def test_train_resume_evaluate_render(dataset, tmp_path):
   workdir = tmp_path / 'run'
   first = loop.train_and_evaluate(_config(dataset, 2), workdir, build_models=build_models)
   assert max(first) == 2 and all(np.isfinite(v) for m in first.values() for v in m.values())
+  # held-out figures at step 0 and at the end of the run (tiny's eval_every is larger than the run)
+  for step in (0, 2):
+    assert 5 < first[step]['eval/novel_view/image/psnr'] < 60
+    assert 0 < first[step]['eval/novel_view/image/lpips_alex'] < 1
   resumed = loop.train_and_evaluate(_config(dataset, 3), workdir, build_models=build_models)
   assert min(resumed) == 3  # resumed after step 2, did not start over
   assert sorted(p.name for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit()) == ['2', '3']
   assert json.loads((workdir / 'config.json').read_text())['model']['output_resolution'] == RES
 
-  result = evaluate.compare_to_step0(str(workdir), build_models)
-  assert result['step'] == 3 and np.isfinite([result['l1_step0'], result['l1_trained']]).all()
+  result = evaluate.evaluate_run(workdir, build_models, nets=('alex',))
+  trained, initial = result['trained'], result['step0']
+  assert result['step'] == 3 and trained['novel_view/count'] == 4  # 2 identities x 2 expressions x view 30
+  assert set(trained) == set(initial) and np.isfinite(list(trained.values())).all()
+  assert trained['novel_view/image/l1'] != initial['novel_view/image/l1']
+  grid = np.asarray(Image.open(result['outputs'] / 'comparison_0.png'))
+  assert grid.shape == (2 * RES, RES, 3)  # ground truth over render: view 30 of the first expression
+  assert len(result['rows']) == 2 and (workdir / 'eval' / 'results.md').read_text().count('| run | 3 |') == 2
 
   renderer = inference.HeadRenderer(workdir)
   s, t, h = renderer.identity(1)

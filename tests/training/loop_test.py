@@ -137,3 +137,13 @@ def test_ctrl_c_saves_a_checkpoint_and_returns(dataset, tmp_path):
   assert sorted(history) == [1, 2, 3]
   with checkpoint.Checkpointer(tmp_path, read_only=True) as checkpointer:
     assert checkpointer.all_steps() == [3]
+
+
+def test_time_budget_ends_the_run_like_its_last_step(dataset, tmp_path):
+  config = _config(dataset, steps=STEPS, checkpoint_every=100, max_minutes=1e-9, gan_weight=0.0)
+  history = loop.train_and_evaluate(config, tmp_path, build_models=standins.build_models)
+  assert sorted(history) == [1]  # the budget was spent after the first iteration
+  assert not any(name.startswith('d/') for name in history[1])  # gan_weight 0: D never ran
+  assert 'g/loss_gan' not in history[1]
+  with checkpoint.Checkpointer(tmp_path, read_only=True) as checkpointer:
+    assert checkpointer.all_steps() == [1]

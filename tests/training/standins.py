@@ -127,5 +127,6 @@ def tiny_config(**train_overrides) -> ml_collections.ConfigDict:
   train.log_every = 1
   train.sample_every = 3
   train.checkpoint_every = 3
+  train.eval_every = 0  # the stand-in renders are too small for LPIPS; end_to_end_test covers evaluation
   train.update(train_overrides)
   return config

@@ -49,6 +49,16 @@ def test_g_main_updates_generator_ema_and_stats_only(setup):
   np.testing.assert_allclose(metrics['g/loss'], metrics['g/loss_gan'] + 100 * metrics['g/loss_l1'], rtol=1e-5)
 
 
+def test_g_main_without_gan_is_the_l1_term_alone(setup):
+  config, models, state, batch, _ = setup
+  config = config.copy_and_resolve_references()
+  config.train.gan_weight = 0.0
+  g_main = steps_lib.make_steps(models, config=config, mesh=parallel.make_mesh(1))['g_main']
+  new, metrics = g_main(_fresh(state), batch, jax.random.key(0))
+  assert 'g/loss_gan' not in metrics and not _same(new.g_params, state.g_params)
+  np.testing.assert_allclose(metrics['g/loss'], 100 * metrics['g/loss_l1'], rtol=1e-6)
+
+
 def test_d_main_updates_discriminator_and_counts_the_step(setup):
   _, _, state, batch, steps = setup
   new, metrics = steps['d_main'](_fresh(state), batch, jax.random.key(0))
