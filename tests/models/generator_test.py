@@ -5,6 +5,8 @@ the ~10 convolutions of each synthesis path). The generator's images pass throug
 networks, the rendering and the SR, so the bound is the same 3 % relative L2 error.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,19 +31,36 @@ def scene():
   return mesh, ws, vertices, c
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _render_split(graphdef, state, ws, c, vertices):
+  return nnx.merge(graphdef, state)(ws, c, vertices, noise_mode='const')
+
+
 def _render(generator, ws, c, vertices):
-  graphdef, state = nnx.split(generator)
-  fn = lambda state, ws: nnx.merge(graphdef, state)(ws, c, vertices, noise_mode='const')
-  return jax.jit(fn)(state, ws)
+  """The generator's images; one compile per generator structure and input shapes (reused across calls)."""
+  return _render_split(*nnx.split(generator), ws, c, vertices)
 
 
-def test_per_layer_styles_equal_to_the_broadcast_give_the_same_images(scene, fast_compile):
+@pytest.fixture(scope='module')
+def float32_with_unets(scene):
+  """The float32 generator with both StyleUNets and its images for the scene's styles (compiled once, shared)."""
   mesh, ws, vertices, c = scene
-  config = generator_lib.GeneratorConfig(**tiny_generator.SIZES, mouth_unet=True, blending_unet=True)
-  generator = tiny_generator.random_generator(config, mesh)
+  previous = jax.config.values['jax_disable_most_optimizations']
+  jax.config.update('jax_disable_most_optimizations', True)  # as the fast_compile fixture
+  try:
+    config = generator_lib.GeneratorConfig(**tiny_generator.SIZES, mouth_unet=True, blending_unet=True)
+    generator = tiny_generator.random_generator(config, mesh)
+    return generator, _render(generator, ws, c, vertices)
+  finally:
+    jax.config.update('jax_disable_most_optimizations', previous)
+
+
+def test_per_layer_styles_equal_to_the_broadcast_give_the_same_images(scene, float32_with_unets, fast_compile):
+  _, ws, vertices, c = scene
+  generator, out = float32_with_unets  # out: the images for the (b, w_dim) styles
   num_ws = {'texture': generator.texture_synthesis.num_ws, 'hair': generator.static_synthesis.num_ws, 'sr': 3}
   per_layer = {name: stylegan.broadcast(w, num_ws[name]) for name, w in ws.items()}
-  out, out_layers = _render(generator, ws, c, vertices), _render(generator, per_layer, c, vertices)
+  out_layers = _render(generator, per_layer, c, vertices)
   for name in ('image', 'image_raw', 'image_depth'):
     np.testing.assert_allclose(out_layers[name], out[name], rtol=1e-6, atol=1e-6, err_msg=name)
   # Per-layer styles are read per layer: the texture's last style (its final toRGB) changes the image.
@@ -54,10 +73,10 @@ def test_per_layer_styles_equal_to_the_broadcast_give_the_same_images(scene, fas
 @pytest.mark.parametrize(
   'precision', [dict(compute_dtype='bfloat16'), dict(sr_num_bf16_res=4, num_bf16_res=2)], ids=['whole_model', 'mixed']
 )
-def test_bf16_generator_is_close_to_float32_with_float32_gradients(scene, fast_compile, precision):
+def test_bf16_generator_is_close_to_float32_with_float32_gradients(scene, float32_with_unets, fast_compile, precision):
   mesh, ws, vertices, c = scene
   sizes = dict(tiny_generator.SIZES, mouth_unet=True, blending_unet=True)
-  fp32 = tiny_generator.random_generator(generator_lib.GeneratorConfig(**sizes), mesh)
+  _, out32 = float32_with_unets  # the same weights: random_generator's seed 0, whatever the precision
   bf16 = tiny_generator.random_generator(generator_lib.GeneratorConfig(**sizes, **precision), mesh)
   # The two highest resolutions (top 16 for the texture, 32 for the planes and UNets) and the SR: bf16 in both.
   top = [bf16.texture_synthesis.b16, bf16.static_synthesis.b32, bf16.mouth_unet.b32, bf16.blending_unet.b16]
@@ -65,18 +84,19 @@ def test_bf16_generator_is_close_to_float32_with_float32_gradients(scene, fast_c
   whole = precision.get('compute_dtype') == 'bfloat16'
   low = [bf16.texture_synthesis.b4.conv1, bf16.static_synthesis.b8.conv1, bf16.mouth_unet.enc8.conv1]
   assert all(layer.dtype == (jnp.bfloat16 if whole else jnp.float32) for layer in low)
-  out32, out16 = _render(fp32, ws, c, vertices), _render(bf16, ws, c, vertices)
+  graphdef, params, rest = nnx.split(bf16, nnx.Param, ...)
+
+  def loss(params):
+    out = nnx.merge(graphdef, params, rest)(ws, c, vertices, noise_mode='const')
+    return jnp.mean(out['image'] ** 2), out
+
+  # One compile: the bf16 images come out of the same program as their gradients.
+  (_, out16), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
   for name in ('image', 'image_raw'):
     assert out16[name].dtype == jnp.float32
     error = np.linalg.norm(out16[name] - out32[name]) / np.linalg.norm(out32[name])
     assert error < REL_L2_BOUND, (name, error)  # measured: whole model 0.28 % / 0.007 %, mixed 0.27 % / 0.007 %
 
-  graphdef, params, rest = nnx.split(bf16, nnx.Param, ...)
-
-  def loss(params):
-    return jnp.mean(nnx.merge(graphdef, params, rest)(ws, c, vertices, noise_mode='const')['image'] ** 2)
-
-  grads = jax.jit(jax.grad(loss))(params)
   leaves = jax.tree_util.tree_leaves_with_path(grads)
   for path, leaf in leaves:
     assert leaf.dtype == jnp.float32 and np.all(np.isfinite(leaf)), jax.tree_util.keystr(path)
