@@ -1,6 +1,6 @@
 """head360-jax `fit.py`: fit a trained model to one photograph (paper §3.4).
 
-  python fit.py --workdir runs/demo/tiny --image ../shared/data/faces/man.jpg --out runs/demo/fitted/man
+  python fit.py --workdir runs/demo/run --image ../shared/data/faces/man.jpg --out runs/demo/fitted/man
 
 Detects the face (MediaPipe), fits the shape code, head pose and ARKit weights to its
 landmarks, then the neural texture and hair style to the aligned photo through the frozen

@@ -2,10 +2,10 @@
 
 Usage::
 
-  .venv/bin/python render.py --workdir runs/demo/tiny --identities 0,1 --views 24 --pitch 10
-  .venv/bin/python render.py --workdir runs/demo/tiny --seeds 0-7 --expression jawOpen=0.7,eyeBlinkLeft=1
-  .venv/bin/python render.py --workdir runs/demo/tiny --identities 0 --hair_from 2   # identity 0 with 2's hair
-  .venv/bin/python render.py --workdir runs/demo/tiny --fitted runs/demo/fitted/man/fitted.npz --expression jawOpen=1
+  .venv/bin/python render.py --workdir runs/demo/run --identities 0,1 --views 24 --pitch 10
+  .venv/bin/python render.py --workdir runs/demo/run --seeds 0-7 --expression jawOpen=0.7,eyeBlinkLeft=1
+  .venv/bin/python render.py --workdir runs/demo/run --identities 0 --hair_from 2   # identity 0 with 2's hair
+  .venv/bin/python render.py --workdir runs/demo/run --fitted runs/demo/fitted/man/fitted.npz --expression jawOpen=1
 
 For each head it writes ``<output>/<head>_orbit.png`` (a grid of the views) and
 ``<head>_orbit.gif`` (``--mp4`` adds an MP4). A head is a training identity (``--identities``,

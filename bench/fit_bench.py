@@ -2,10 +2,10 @@
 
 Usage::
 
-  .venv/bin/python bench/fit_bench.py [--workdir runs/demo/tiny] [--image ../shared/data/faces/man.jpg]
+  .venv/bin/python bench/fit_bench.py [--workdir runs/demo/run] [--image ../shared/data/faces/man.jpg]
       [--steps 100] [--repeats 5]
 
-Needs a trained run (the README's demo writes ``runs/demo/tiny``). Prints the median time of
+Needs a trained run (the README's demo writes ``runs/demo/run``). Prints the median time of
 the MediaPipe stages (face detection + 468-point mesh, selfie segmentation) over
 ``--repeats`` calls after a warm-up call, the shape fit (first call, which compiles, and a
 second call), and a full ``fit_image`` with ``--steps`` appearance steps split evenly over the

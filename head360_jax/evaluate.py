@@ -38,6 +38,7 @@ import dataclasses
 import functools
 import json
 import pathlib
+import shutil
 from collections.abc import Callable, Sequence
 
 import jax
@@ -375,6 +376,7 @@ def main(argv=None) -> None:
   parser.add_argument(
     '--seen_views', default='', help='training views (0..71, comma-separated) to score too, e.g. 0,8,16,24'
   )
+  parser.add_argument('--grid_to', default=None, help='also copy comparison.png into this folder (e.g. the renders)')
   parser.add_argument('--no-step0', dest='step0', action='store_false', help='skip scoring the step-0 networks')
   parser.add_argument(
     '--no-compilation-cache', dest='compilation_cache', action='store_false', help='no persistent XLA cache'
@@ -402,7 +404,13 @@ def main(argv=None) -> None:
     line += f' (step 0: {l1_0:.4f}, {100 * (1 - trained[f"{first}/image/l1"] / l1_0):.1f} % lower)'
   print(f'step {result["step"]} (EMA) {line}')
   if result['outputs'] is not None:
-    print(f'figures and comparison grids in {result["outputs"]}')
+    grids = f'{result["outputs"]}'
+    if args.grid_to:
+      copy = pathlib.Path(args.grid_to) / f'held_out_comparison_step_{result["step"]}.png'
+      copy.parent.mkdir(parents=True, exist_ok=True)
+      shutil.copyfile(result['outputs'] / 'comparison.png', copy)
+      grids += f' (comparison.png also as {copy})'
+    print(f'figures and comparison grids in {grids}')
 
 
 if __name__ == '__main__':
