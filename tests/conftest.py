@@ -3,9 +3,10 @@
 import os
 
 # Must be set before jax is imported anywhere: CPU only, two host devices so the
-# sharding tests can split a batch.
+# sharding tests can split a batch; XLA:CPU without LLVM's expensive passes compiles the
+# tests' many small programs 15-20 % faster at no cost in run time (bench/train_bench.py).
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=2')
+os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=2 --xla_llvm_disable_expensive_passes=true')
 
 import pytest  # noqa: E402
 
@@ -16,3 +17,12 @@ from head360_jax import assets  # noqa: E402
 def shared_data():
   """Path of ``../shared/data`` (or ``$HEAD360_SHARED_DATA``)."""
   return assets.shared_data_dir()
+
+
+def pytest_collection_modifyitems(config, items):
+  """Runs the ``slow``-marked tests first (stable order otherwise).
+
+  With ``pytest -n 2 --dist loadfile`` (README's test command) the longest files then start
+  on the two workers at once instead of being left for the end of the run.
+  """
+  items.sort(key=lambda item: item.get_closest_marker('slow') is None)

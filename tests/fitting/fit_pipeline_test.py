@@ -18,6 +18,8 @@ from head360_jax.geometry import arkit
 from head360_jax.training import state as state_lib
 from head360_jax.training.build import build_models
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: started first (tests/conftest.py)
+
 RES = 32
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

@@ -18,6 +18,8 @@ from head360_jax.geometry import camera
 from head360_jax.models import generator as generator_lib
 from head360_jax.models import layers, stylegan
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: started first (tests/conftest.py)
+
 REL_L2_BOUND = 0.03
 
 

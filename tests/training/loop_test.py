@@ -14,6 +14,8 @@ from head360_jax import checkpoint
 from head360_jax.data import sources, synthetic
 from head360_jax.training import loop
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: started first (tests/conftest.py)
+
 STEPS = 6
 
 
