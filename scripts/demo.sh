@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The quick-start demo (about 15 minutes on a 2-core CPU):
+# The quick-start demo (about 14 minutes on a 2-core CPU from a fresh clone; docs/quality.md):
 #   1. set up .venv from requirements.txt;
 #   2. build a small anny dataset in the SynHead100 layout (4 identities x 3 expressions x 72 views, 128²);
 #   3. train configs/demo.py on it (1000 steps, about 8 minutes; rerunning resumes);
