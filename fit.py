@@ -31,9 +31,10 @@ _COMPILATION_CACHE = flags.DEFINE_boolean(
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  from head360_jax import compilation_cache
+  from head360_jax import checkpoint, compilation_cache
 
   compilation_cache.enable(_COMPILATION_CACHE.value)
+  checkpoint.quiet_orbax_logs()
   import dataclasses
   import pathlib
 

@@ -58,9 +58,10 @@ def parse_ranges(text: str) -> list[int]:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  from head360_jax import compilation_cache
+  from head360_jax import checkpoint, compilation_cache
 
   compilation_cache.enable(_COMPILATION_CACHE.value)
+  checkpoint.quiet_orbax_logs()
   from head360_jax import inference
   from head360_jax.fitting import fitted
   from head360_jax.geometry import arkit

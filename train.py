@@ -16,7 +16,6 @@ environment variables ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``, ``JAX_
 ``--workdir`` must be one folder all processes share; ``train.batch_size`` stays global.
 """
 
-import logging as std_logging
 import sys
 
 from absl import app, flags, logging
@@ -37,17 +36,10 @@ _NUM_PROCESSES = flags.DEFINE_integer(
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'Multi-process: this process, 0..P-1 (default $JAX_PROCESS_ID).')
 
 
-class _DropOrbaxInfo(std_logging.Filter):
-  """orbax logs every file it writes at INFO; keep its warnings and errors only."""
-
-  def filter(self, record: std_logging.LogRecord) -> bool:
-    return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
-
-
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  from head360_jax import compilation_cache, parallel
+  from head360_jax import checkpoint, compilation_cache, parallel
 
   try:  # before anything touches a JAX backend
     parallel.initialize_distributed(_COORDINATOR_ADDRESS.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
@@ -56,7 +48,7 @@ def main(argv: list[str]) -> None:
 
   compilation_cache.enable(_COMPILATION_CACHE.value)
   logging.set_verbosity(logging.INFO)
-  logging.get_absl_handler().addFilter(_DropOrbaxInfo())
+  checkpoint.quiet_orbax_logs()
   try:
     from head360_jax.training.build import build_models
   except ImportError as error:

@@ -21,14 +21,34 @@ every process reads its own shard; only process 0 writes ``config.json``.
 """
 
 import json
+import logging as std_logging
 import pathlib
 from collections.abc import Callable
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from absl import logging
 
 from head360_jax.training import state as state_lib
+
+
+class _DropOrbaxInfo(std_logging.Filter):
+  """orbax logs every file it reads or writes at INFO; keep its warnings and errors only."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
+
+
+_QUIET = _DropOrbaxInfo()
+
+
+def quiet_orbax_logs() -> None:
+  """Drops orbax's INFO records from absl's log handler (entry points call this once; idempotent)."""
+  handler = logging.get_absl_handler()
+  if _QUIET not in handler.filters:
+    handler.addFilter(_QUIET)
+
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'

@@ -383,6 +383,7 @@ def main(argv=None) -> None:
   )
   args = parser.parse_args(argv)
   compilation_cache.enable(args.compilation_cache)
+  checkpoint.quiet_orbax_logs()
   nets = tuple(filter(None, args.nets.split(',')))
   seen_views = tuple(int(v) for v in filter(None, args.seen_views.split(',')))
   result = evaluate_run(

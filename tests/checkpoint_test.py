@@ -1,0 +1,30 @@
+"""checkpoint.quiet_orbax_logs: orbax's INFO chatter is dropped from absl's handler, everything else kept."""
+
+import logging as std_logging
+
+from absl import logging
+
+from head360_jax import checkpoint
+
+
+def _record(level: int, pathname: str) -> std_logging.LogRecord:
+  return std_logging.LogRecord('absl', level, pathname, 1, 'message', None, None)
+
+
+def test_quiet_orbax_logs_drops_only_orbax_info_and_is_idempotent():
+  handler = logging.get_absl_handler()
+  before = list(handler.filters)
+  try:
+    checkpoint.quiet_orbax_logs()
+    checkpoint.quiet_orbax_logs()
+    added = [f for f in handler.filters if f not in before]
+    assert len(added) <= 1 and len(handler.filters) == len(set(map(id, handler.filters)))
+    orbax = '/venv/site-packages/orbax/checkpoint/checkpoint_manager.py'
+    ours = '/work/head360_jax/training/loop.py'
+    assert not handler.filter(_record(std_logging.INFO, orbax))
+    assert handler.filter(_record(std_logging.WARNING, orbax))
+    assert handler.filter(_record(std_logging.ERROR, orbax))
+    assert handler.filter(_record(std_logging.INFO, ours))
+  finally:
+    for f in [f for f in handler.filters if f not in before]:
+      handler.removeFilter(f)
