@@ -5,7 +5,7 @@ Legend: ``b`` batch, ``n`` evaluated records, ``R`` output resolution (``model.o
 Protocol (paper §4.2, Table 3: "generated results vs ground truth, same identities"): the
 generator re-renders training identities with the ground truth's own mesh, camera and
 identity codes, and each render is compared with the dataset image (composited on white,
-resized to ``R`` with Lanczos, [-1, 1]). Two sets of records:
+resized to ``R`` with Lanczos, [-1, 1]). Up to three sets of records:
 
 * ``novel_view``: the trained expressions at ``config.data.held_out_views``, cameras the
   run never trained on;
@@ -69,7 +69,7 @@ class EvalSet:
   """Ground truth of one evaluation set, decoded once and kept in memory.
 
   Attributes:
-    name: ``'novel_view'`` or ``'novel_expression'``.
+    name: ``'novel_view'``, ``'novel_expression'`` or ``'seen_view'``.
     batches: dicts of numpy arrays of ``EVAL_BATCH`` records (``BATCH_KEYS``; ``image``
       (b, R, R, 3) in [-1, 1], ``alpha`` (b, R, R, 1) in [0, 1]); the last batch is padded by
       repeating its first record, and ``valid`` (b,) bool marks the real ones.
@@ -168,16 +168,15 @@ def image_figures(
     lpips_params: ``{net: load_lpips(net)}`` for the LPIPS figures wanted ('alex', 'vgg').
 
   Returns:
-    ``{'<region>/<metric>': (b,)}`` with metric in ``l1``, ``psnr``, ``ssim``, ``lpips_<net>``.
+    ``{'<region>/<metric>': (b,)}`` with metric in ``l1``, ``psnr``, ``ssim``, ``lpips_<net>``
+    (``head360_jax.metrics``; the foreground region weights pixels by ``alpha``).
+
+  Raises:
+    ValueError: if the shapes disagree (``metrics.image``, ``metrics.lpips``).
   """
   figures = {}
   for region, mask in (('image', None), ('foreground', alpha)):
-    if mask is None:
-      l1 = jnp.mean(jnp.abs(render - target), axis=(1, 2, 3))
-    else:
-      weight = jnp.broadcast_to(mask, render.shape)
-      l1 = jnp.sum(jnp.abs(render - target) * weight, axis=(1, 2, 3)) / jnp.maximum(weight.sum((1, 2, 3)), 1e-8)
-    figures[f'{region}/l1'] = l1
+    figures[f'{region}/l1'] = image_metrics.l1(render, target, mask=mask)
     figures[f'{region}/psnr'] = image_metrics.psnr(render, target, mask=mask)
     figures[f'{region}/ssim'] = image_metrics.ssim(render, target, mask=mask)
     for net, params in lpips_params.items():
@@ -340,8 +339,8 @@ def evaluate_run(
     ValueError: if the run's config holds nothing out (``load_eval_sets``).
   """
   workdir = pathlib.Path(workdir)
-  generator, _, config, step = checkpoint.restore_generator_ema(workdir, build_models, step)
-  networks = build_models(config)
+  networks = build_models(checkpoint.read_config(workdir))  # built once: the restore and step 0 share them
+  generator, _, config, step = checkpoint.restore_generator_ema(workdir, lambda _: networks, step)
   evaluator = Evaluator(config, networks.codes, networks.render, nets=nets, seen_views=seen_views)
   trained, renders = evaluator(generator, keep_renders=write)
   initial = evaluator(networks.generator)[0] if compare_step0 else None

@@ -1,10 +1,10 @@
-"""Full-reference image metrics: PSNR and SSIM, batched, pure and jit-able.
+"""Full-reference image metrics: L1, PSNR and SSIM, batched, pure and jit-able.
 
 Legend: ``b`` batch, ``h w`` image height and width in pixels, ``c`` channels. Images are
 NHWC; by default in [-1, 1] (``data_range=2``, the max minus the min of the value range).
 Each function returns one value per image, ``(b,)``.
 
-Both match scikit-image 0.26 (``skimage.metrics.peak_signal_noise_ratio`` and
+PSNR and SSIM match scikit-image 0.26 (``skimage.metrics.peak_signal_noise_ratio`` and
 ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
 channel_axis=-1)``, the settings its docs give for Wang et al. 2004) to float32 rounding
 (~1e-6), and add an optional per-pixel mask ``(b, h, w)`` or ``(b, h, w, 1)`` in [0, 1]:
@@ -50,6 +50,38 @@ def _dtype(x: Array, y: Array):
   return jnp.promote_types(jnp.result_type(x, y), jnp.float32)
 
 
+def _weighted_mean(values: Float[Array, 'b h w c'], mask: Array | None) -> Float[Array, ' b']:
+  """Mean over pixels and channels per image; with ``mask`` each pixel weighted (module docstring)."""
+  if mask is None:
+    return jnp.mean(values, axis=(1, 2, 3))
+  weights = _mask_weights(mask, values.shape).astype(values.dtype)
+  return jnp.sum(weights * values, axis=(1, 2, 3)) / (values.shape[-1] * jnp.sum(weights, axis=(1, 2, 3)))
+
+
+def l1(
+  x: Float[Array, 'b h w c'],
+  y: Float[Array, 'b h w c'],
+  *,
+  mask: Float[Array, 'b h w'] | Float[Array, 'b h w 1'] | None = None,
+) -> Float[Array, ' b']:
+  """Mean absolute error per image, in the images' units (e.g. [0, 2] for images in [-1, 1]).
+
+  Args:
+    x: images, NHWC.
+    y: images like ``x``.
+    mask: optional pixel weights in [0, 1]; the mean becomes ``sum(mask |x - y|) / (c sum(mask))``.
+
+  Returns:
+    ``(b,)`` mean absolute errors; nan where the mask sums to 0.
+
+  Raises:
+    ValueError: as ``psnr``.
+  """
+  _check_pair('l1', x, y)
+  dtype = _dtype(x, y)
+  return _weighted_mean(jnp.abs(x.astype(dtype) - y.astype(dtype)), mask)
+
+
 def psnr(
   x: Float[Array, 'b h w c'],
   y: Float[Array, 'b h w c'],
@@ -74,12 +106,7 @@ def psnr(
   """
   _check_pair('psnr', x, y)
   dtype = _dtype(x, y)
-  squared = (x.astype(dtype) - y.astype(dtype)) ** 2
-  if mask is None:
-    mse = jnp.mean(squared, axis=(1, 2, 3))
-  else:
-    weights = _mask_weights(mask, x.shape).astype(dtype)
-    mse = jnp.sum(weights * squared, axis=(1, 2, 3)) / (x.shape[-1] * jnp.sum(weights, axis=(1, 2, 3)))
+  mse = _weighted_mean((x.astype(dtype) - y.astype(dtype)) ** 2, mask)
   return 10.0 * jnp.log10(data_range**2 / mse)
 
 

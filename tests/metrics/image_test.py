@@ -1,4 +1,4 @@
-"""PSNR and SSIM (head360_jax.metrics.image) against scikit-image and a numpy masked mean."""
+"""L1, PSNR and SSIM (head360_jax.metrics.image) against scikit-image and a numpy masked mean."""
 
 import jax
 import jax.numpy as jnp
@@ -105,6 +105,19 @@ def test_masked_psnr_matches_numpy():
   np.testing.assert_allclose(got[0], _psnr(*_f32(x[:1], y[:1]))[0], rtol=1e-6)
   inside = np.s_[:, 5:15, 9:]
   np.testing.assert_allclose(got[1], _psnr(*_f32(x[1:2][inside], y[1:2][inside]))[0], rtol=1e-6)
+
+
+def test_l1_matches_numpy_with_and_without_mask():
+  rng = np.random.default_rng(4)
+  x, y = _pairs(rng, (3, 20, 28, 3))
+  mask = _masks(rng, 3, 20, 28)
+  l1 = jax.jit(image.l1)
+  np.testing.assert_allclose(l1(*_f32(x, y)), np.abs(x - y).mean(axis=(1, 2, 3)), rtol=1e-6)
+  want = (mask[..., None] * np.abs(x - y)).sum(axis=(1, 2, 3)) / (3 * mask.sum(axis=(1, 2)))
+  np.testing.assert_allclose(l1(*_f32(x, y), mask=jnp.asarray(mask, jnp.float32)), want, rtol=1e-6)
+  assert np.isnan(l1(*_f32(x[:1], y[:1]), mask=jnp.zeros((1, 20, 28)))[0])  # an empty mask: nan, like PSNR
+  with pytest.raises(ValueError, match='shape'):
+    image.l1(jnp.zeros((1, 16, 16, 3)), jnp.zeros((1, 16, 15, 3)))
 
 
 def test_masked_ssim_matches_numpy():
