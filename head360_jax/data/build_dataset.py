@@ -124,6 +124,7 @@ def build(
   supersample: int | None = None,
   workers: int = 2,
   progress: bool = True,
+  views: tuple[int, ...] | list[int] | None = None,
 ) -> dict:
   """Builds (or completes) a dataset under ``root``.
 
@@ -138,16 +139,23 @@ def build(
     supersample: anti-aliasing factor (default ``default_supersample(resolution)``).
     workers: threads that encode and write PNGs while the next views render.
     progress: show a tqdm bar over images.
+    views: render only these camera indices in [0, 72) (``camera.dataset_cameras`` order), e.g.
+      the near-frontal views that ``fitting.hairstyle`` needs; ``None`` = all 72 (a complete
+      dataset). The labels list the rendered views only and ``build.json`` records them.
 
   Returns:
     A summary: ``{'images_written', 'images_skipped', 'seconds', 'stray_tmp_removed'}``.
 
   Raises:
-    ValueError: for unknown expression names, ``num_identities < 1`` or ``resolution < 8``.
+    ValueError: for unknown expression names, ``num_identities < 1``, ``resolution < 8`` or
+      views that are empty or outside [0, 72).
   """
   names = parse_expressions(expressions)
   if num_identities < 1 or resolution < 8:
     raise ValueError(f'need num_identities >= 1 and resolution >= 8, got {num_identities}, {resolution}')
+  view_list = list(range(layout.NUM_VIEWS)) if views is None else sorted({int(v) for v in views})
+  if not view_list or not all(0 <= v < layout.NUM_VIEWS for v in view_list):
+    raise ValueError(f'views must be a non-empty set of camera indices in [0, {layout.NUM_VIEWS}), got {views}')
   supersample = supersample or default_supersample(resolution)
   root = pathlib.Path(root)
   root.mkdir(parents=True, exist_ok=True)
@@ -162,7 +170,7 @@ def build(
   styles = [str(s) for s in np.random.default_rng(seed).permutation(hair.STYLES)]
   renderer = gl.Renderer()
   poses, exps, identities = {}, {}, []
-  total = num_identities * len(names) * layout.NUM_VIEWS * 2
+  total = num_identities * len(names) * len(view_list) * 2
   written = skipped = 0
   bar = tqdm(total=total, unit='img', disable=not progress, desc='build_dataset')
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
@@ -187,10 +195,10 @@ def build(
       for name in names:
         weights = expression_weights(name)
         relpaths = {
-          bald: [layout.image_relpath(resolution, identity, name, view, bald) for view in range(layout.NUM_VIEWS)]
+          bald: {view: layout.image_relpath(resolution, identity, name, view, bald) for view in view_list}
           for bald in (False, True)
         }
-        for view, relpath in enumerate(relpaths[False]):
+        for view, relpath in relpaths[False].items():
           poses[relpath], exps[relpath] = cameras[view], weights
         vertices = np.asarray(bilinear.vertices(model, code, weights))
         if not layout.mesh_path(root, identity, name).exists():
@@ -199,9 +207,9 @@ def build(
           rows = ''.join(f'{x:.9g} {y:.9g} {z:.9g}\n' for x, y, z in vertices[model.landmark_vertices].tolist())
           assets.atomic_write_bytes(layout.landmarks_path(root, identity, name), rows.encode())
         for bald in (False, True):
-          missing = [view for view, rel in enumerate(relpaths[bald]) if not (root / layout.IMAGES / rel).exists()]
-          skipped += layout.NUM_VIEWS - len(missing)
-          bar.update(layout.NUM_VIEWS - len(missing))
+          missing = [view for view, rel in relpaths[bald].items() if not (root / layout.IMAGES / rel).exists()]
+          skipped += len(view_list) - len(missing)
+          bar.update(len(view_list) - len(missing))
           if not missing:
             continue
           if texture is None:  # appearance and hair are made lazily: a finished identity costs nothing
@@ -255,6 +263,8 @@ def build(
     },
     'per_identity': identities,
   }
+  if views is not None:
+    settings['views'] = view_list
   assets.atomic_write_bytes(root / 'build.json', json.dumps(settings, indent=1).encode())
   return {
     'images_written': written,

@@ -1,30 +1,51 @@
-"""Tests of the hairstyle classifier on a small built dataset (3 identities: long, ponytail, side_part)."""
+"""Tests of the hairstyle classifier: a small built dataset (3 identities: long, ponytail, side_part) and a
+tiny rendered set of every style of ``hair.STYLES``."""
 
 import json
+import time
 
 import cv2
 import numpy as np
 import pytest
 
-from head360_jax.data import build_dataset, layout
+from head360_jax.data import build_dataset, hair, layout
 from head360_jax.fitting import hairstyle
 
 RES = 64
 TRAIN_VIEWS = (29, 30, 31)  # yaw -15°, 0°, 15° at pitch 0°
 HELD_OUT_VIEWS = (28, 32, 6, 54, 4, 8, 52, 56)  # yaw ±30° at pitch 0°, then pitch ±20° at yaw 0° and ±30°
+# A tiny rendered set: 2 identities per style (18 in all), one expression, 3 views, 32² (~10-20 s on 2 cores).
+TINY = {'identities_per_style': 2, 'expressions': ('neutral',), 'resolution': 32, 'views': TRAIN_VIEWS}
 
 
 @pytest.fixture(scope='module')
 def root(tmp_path_factory):
-  """~12 s on 2 cores: seed 0 deals long, ponytail, side_part to the three identities."""
+  """~5 s on 2 cores: seed 0 deals long, ponytail, side_part to the three identities; only the views used here."""
   root = tmp_path_factory.mktemp('hairstyles')
-  build_dataset.build(root, num_identities=3, expressions=['neutral'], resolution=RES, seed=0, progress=False)
+  views = TRAIN_VIEWS + HELD_OUT_VIEWS + hairstyle.NEAR_FRONTAL_VIEWS
+  build_dataset.build(
+    root, num_identities=3, expressions=['neutral'], resolution=RES, seed=0, progress=False, views=views
+  )
   return root
 
 
 @pytest.fixture(scope='module')
 def classifier(root):
-  return hairstyle.train_classifier(root)
+  return hairstyle.train_classifier(root, source='dataset')
+
+
+@pytest.fixture(scope='module')
+def cache(tmp_path_factory):
+  """A private ``assets.cache_dir()`` for the module, so the rendered set is rendered here."""
+  with pytest.MonkeyPatch.context() as patch:
+    path = tmp_path_factory.mktemp('cache')
+    patch.setenv('HEAD360_CACHE', str(path))
+    yield path
+
+
+@pytest.fixture(scope='module')
+def rendered(cache):
+  return hairstyle.rendered_hair_masks(**TINY)
 
 
 def _accuracy(classifier, masks, hairstyles):
@@ -47,6 +68,9 @@ def test_hair_from_renders_thresholds_the_premultiplied_difference():
 
 def test_dataset_hair_masks(root):
   build = json.loads((root / 'build.json').read_text())
+  views = sorted(set(TRAIN_VIEWS + HELD_OUT_VIEWS + hairstyle.NEAR_FRONTAL_VIEWS))
+  assert build['views'] == views  # build(views=...) renders only those, haired and bald
+  assert len(list((root / layout.IMAGES).rglob('*.png'))) == 3 * len(views) * 2
   views = (30, 6)
   masks, hairstyles, identities = hairstyle.dataset_hair_masks(root, views=views)
   assert masks.shape == (3 * len(views), RES, RES) and masks.dtype == bool
@@ -101,7 +125,7 @@ def test_training_accuracy(root, classifier):
 
 
 def test_held_out_views(root):
-  classifier = hairstyle.train_classifier(root, views=TRAIN_VIEWS)
+  classifier = hairstyle.train_classifier(root, source='dataset', views=TRAIN_VIEWS)
   masks, hairstyles, _ = hairstyle.dataset_hair_masks(root, views=HELD_OUT_VIEWS)
   # Measured: 24/24 correct (yaw ±30° and pitch ±20° views never seen in training).
   assert _accuracy(classifier, masks, hairstyles) >= 21 / 24
@@ -154,3 +178,89 @@ def test_save_and_load(classifier, tmp_path):
     hairstyle.load_classifier(path)
   with pytest.raises(FileNotFoundError):
     hairstyle.load_classifier(tmp_path / 'missing.npz')
+
+
+def test_rendered_set_covers_every_style_and_is_cached(cache, rendered):
+  masks, hairstyles, identities = rendered
+  n = len(hair.STYLES) * TINY['identities_per_style'] * len(TINY['views'])
+  assert masks.shape == (n, 32, 32) and masks.dtype == bool
+  assert sorted(set(hairstyles)) == sorted(hair.STYLES)
+  for style in hair.STYLES:  # identities_per_style identities each, all views of each
+    members = {i for i, h in zip(identities, hairstyles, strict=True) if h == style}
+    assert len(members) == TINY['identities_per_style'], (style, members)
+  area = {h: masks[np.array(hairstyles) == h].mean() for h in hair.STYLES}
+  # Measured (6 identities per style, 64²): buzz 0.07 (the thinnest shell) < crop 0.11 < afro 0.20 < long 0.26.
+  assert 0.01 < area['buzz'] < area['crop'] < min(area['afro'], area['long']) < 0.5, area
+  folder = hairstyle.rendered_set_dir(**TINY)
+  assert folder.parent.parent == cache and [p.name for p in folder.iterdir()] == ['masks.npz']  # renders deleted
+  start = time.perf_counter()
+  again = hairstyle.rendered_hair_masks(**TINY)  # from masks.npz
+  assert time.perf_counter() - start < 2
+  np.testing.assert_array_equal(again[0], masks)
+  assert again[1:] == (hairstyles, identities)
+  assert hairstyle.rendered_set_dir(**{**TINY, 'seed': 1}) != folder
+  with pytest.raises(ValueError, match='identities_per_style'):
+    hairstyle.rendered_hair_masks(**{**TINY, 'identities_per_style': 0})
+
+
+def test_held_out_identities(rendered):
+  masks, hairstyles, identities = rendered
+  evaluation = hairstyle.cross_validate(masks, hairstyles, identities, folds=2)
+  k = len(hair.STYLES)
+  assert evaluation.classes == tuple(sorted(hair.STYLES)) and evaluation.confusion.shape == (k, k)
+  assert evaluation.confusion.sum() == len(masks)  # every mask tested once
+  np.testing.assert_array_equal(evaluation.confusion.sum(axis=1), len(masks) // k)  # rows: true class
+  assert evaluation.accuracy == pytest.approx(np.trace(evaluation.confusion) / len(masks))
+  # Measured 45/54 = 0.83 (buzz, bun and ponytail are a tight shell from the front); chance 1/9.
+  assert evaluation.accuracy >= 0.65, evaluation.format()
+  assert 'accuracy' in evaluation.format()
+  with pytest.raises(ValueError, match='folds'):
+    hairstyle.cross_validate(masks, hairstyles, identities, folds=3)  # 2 identities per style
+
+
+def test_train_on_rendered_set_starts_from_the_run(root, rendered, tmp_path):
+  classifier = hairstyle.train_classifier(
+    root,
+    identities_per_style=TINY['identities_per_style'],
+    expressions=TINY['expressions'],
+    resolution=TINY['resolution'],
+    views=TINY['views'],
+  )  # the module's cache: no rendering
+  assert classifier.classes == tuple(sorted(hair.STYLES))
+  run = {row['hairstyle']: row['identity'] for row in json.loads((root / 'build.json').read_text())['per_identity']}
+  assert classifier.identities_by_class == tuple((run[c],) if c in run else () for c in classifier.classes)
+  masks, hairstyles, _ = rendered
+  for style in ('afro', 'long', 'mohawk'):
+    mask = masks[hairstyles.index(style)]
+    predicted, probabilities = hairstyle.predict(classifier, mask)
+    assert predicted == style and probabilities.shape == (len(hair.STYLES),)
+    start = hairstyle.training_identity(classifier, probabilities)
+    available = [c for c, ids in zip(classifier.classes, classifier.identities_by_class, strict=True) if ids]
+    fallback = hairstyle.nearest_training_style(predicted, probabilities, available, classifier.classes)
+    assert start == run[fallback] and (fallback == style) == (style in run)
+  with pytest.raises(ValueError, match='source'):
+    hairstyle.train_classifier(root, source='photos')
+  hairstyle.save_classifier(classifier, tmp_path / 'rendered.npz')  # empty classes survive the file
+  assert hairstyle.load_classifier(tmp_path / 'rendered.npz').identities_by_class == classifier.identities_by_class
+
+
+def test_nearest_training_style_falls_back_to_the_most_probable_available():
+  classes = ('afro', 'bob', 'crop', 'long', 'ponytail')
+  p = np.array([0.05, 0.1, 0.6, 0.05, 0.2], np.float32)
+  assert hairstyle.nearest_training_style('crop', p, ['crop', 'long'], classes) == 'crop'  # the run has it
+  assert hairstyle.nearest_training_style('crop', p, ['long', 'ponytail', 'bob'], classes) == 'ponytail'
+  assert hairstyle.nearest_training_style('crop', p, {'afro', 'long', 'mohawk'}, classes) == 'afro'  # tie: first
+  with pytest.raises(ValueError, match='none of'):
+    hairstyle.nearest_training_style('crop', p, ['mohawk'], classes)
+  with pytest.raises(ValueError, match='probabilities'):
+    hairstyle.nearest_training_style('crop', p[:3], ['long'], classes)
+  classifier = hairstyle.HairstyleClassifier(
+    np.zeros((hairstyle.HAIR_FEATURE_SIDE**2, 5), np.float32),
+    np.zeros(5, np.float32),
+    classes,
+    ((), ('id_003',), (), ('id_000', 'id_002'), ('id_001',)),
+  )
+  assert hairstyle.training_identity(classifier, p) == 'id_001'  # crop absent -> ponytail (0.2) beats bob (0.1)
+  assert hairstyle.training_identity(classifier, np.array([0, 0.1, 0, 0.9, 0])) == 'id_000'
+  with pytest.raises(ValueError, match='probabilities'):
+    hairstyle.training_identity(classifier, p[:4])
