@@ -3,12 +3,13 @@
   python fit.py --workdir runs/demo/run --image ../shared/data/faces/man.jpg --out runs/demo/fitted/man
 
 Detects the face (MediaPipe), fits the shape code, head pose and ARKit weights to its
-landmarks, then the neural texture and hair style to the aligned photo through the frozen
-generator, and writes ``fitted.npz`` (orbit or animate it with ``render.py --fitted``), the
-aligned photo, a mesh overlay, a before/after image, an orbit, the loss log and metrics
-(head360_jax/fitting/pipeline.py). About 2 minutes per photo on 2 free CPU cores with the
-demo's tiny model (up to 5 when the cores are shared). A failed fit (not an image, too small,
-no face) exits with one message and writes nothing.
+landmarks, then the neural texture and hair style to the aligned photo and its re-projections
+into other views through the frozen generator, then tunes the generator's decoder, SR and hair
+planes around that pivot (PTI; ``--tuning_steps 0`` turns it off), and writes ``fitted.npz``
+(orbit or animate it with ``render.py --fitted``), the aligned photo, the targets, a mesh
+overlay, a before/after image, an orbit, the loss log and metrics
+(head360_jax/fitting/pipeline.py; stage times: bench/fit_bench.py). A failed fit (not an image,
+too small, no face) exits with one message and writes nothing.
 """
 
 import sys
@@ -19,10 +20,22 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Training work directory (config
 _IMAGE = flags.DEFINE_string('image', None, 'The photo to fit (one face).', required=True)
 _OUT = flags.DEFINE_string('out', None, 'Output folder (default: <workdir>/fitted/<photo name>).')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
-_FACE_STEPS = flags.DEFINE_integer('face_steps', 150, 'Adam steps of the face (bald) pass.')
-_HAIR_STEPS = flags.DEFINE_integer('hair_steps', 150, 'Adam steps of the hair pass.')
+_FACE_STEPS = flags.DEFINE_integer('face_steps', 60, 'Adam steps of the face (bald) pass.')
+_HAIR_STEPS = flags.DEFINE_integer('hair_steps', 40, 'Adam steps of the hair pass.')
 _SHAPE_IDENTITIES = flags.DEFINE_integer('shape_identities', 50, 'Identities (and rank) of the fit shape model.')
 _EXPRESSION = flags.DEFINE_boolean('expression', True, "Also fit the photo's ARKit expression weights.")
+_MULTIVIEW = flags.DEFINE_boolean(
+  'multiview', True, 'Also fit the photo re-projected through the fitted mesh into 7 other views (paper §3.4).'
+)
+_TUNING_STEPS = flags.DEFINE_integer('tuning_steps', 100, 'Pivotal tuning steps of the generator (0: no tuning).')
+_TUNING_LR = flags.DEFINE_float(
+  'tuning_learning_rate', None, 'Adam step size of pivotal tuning (default: TuningOptions).'
+)
+_TUNE = flags.DEFINE_list(
+  'tune',
+  ['decoder', 'superres', 'static_synthesis', 'blending_unet', 'mouth_unet'],
+  'Generator parts pivotal tuning changes.',
+)
 _COMPILATION_CACHE = flags.DEFINE_boolean(
   'compilation_cache', True, 'Persistent XLA compilation cache in ~/.cache/head360_jax/xla (HEAD360_COMPILATION_CACHE).'
 )
@@ -51,6 +64,13 @@ def main(argv: list[str]) -> None:
     shape_options=dataclasses.replace(defaults.shape_options, fit_expression=_EXPRESSION.value),
     appearance_options=dataclasses.replace(
       defaults.appearance_options, face_steps=_FACE_STEPS.value, hair_steps=_HAIR_STEPS.value
+    ),
+    multiview=_MULTIVIEW.value,
+    tuning_options=dataclasses.replace(
+      defaults.tuning_options,
+      steps=_TUNING_STEPS.value,
+      parts=tuple(_TUNE.value),
+      learning_rate=_TUNING_LR.value or defaults.tuning_options.learning_rate,
     ),
   )
   try:

@@ -171,17 +171,29 @@ class HeadRenderer:
     """
     return self._styles(self._params, self._rest, jnp.asarray(t), jnp.asarray(h), jnp.float32(psi))
 
+  def tuned_params(self, tuned: dict[str, np.ndarray]):
+    """The generator's parameters with a photo fit's pivotal-tuning weights in place (``fitting.tuning``).
+
+    Raises:
+      ValueError: if the weights do not belong to this run's generator.
+    """
+    from head360_jax.fitting import tuning  # local: fitting imports this module
+
+    return tuning.apply_tuned(self._params, tuned)
+
   def render_styles(
-    self, ws: dict, vertices: np.ndarray, labels: np.ndarray, texture: np.ndarray | None = None
+    self, ws: dict, vertices: np.ndarray, labels: np.ndarray, texture: np.ndarray | None = None, *, params=None
   ) -> np.ndarray:
     """Images (n, R, R, 3) in [-1, 1] of a mesh (v, 3) under styles ``ws`` from cameras ``labels`` (n, 25).
 
-    ``texture`` (T, T, c) replaces the synthesised neural texture (a photo fit's result).
+    ``texture`` (T, T, c) replaces the synthesised neural texture (a photo fit's result);
+    ``params`` the generator's parameters (``tuned_params``).
     """
     texture = None if texture is None else jnp.asarray(texture)
     vertices = jnp.asarray(vertices)
+    params = self._params if params is None else params
     images = [
-      self._render(self._params, self._rest, ws, vertices, jnp.asarray(labels[i : i + self.chunk]), texture)
+      self._render(params, self._rest, ws, vertices, jnp.asarray(labels[i : i + self.chunk]), texture)
       for i in range(0, len(labels), self.chunk)
     ]
     return np.concatenate([np.asarray(x) for x in images])

@@ -5,8 +5,9 @@ Legend: ``r`` shape rank, ``T`` texture side, ``c`` texture channels, ``w`` styl
 A fitted head is the shape code ``s`` of a bilinear model (paper Eq. 1) rebuilt
 deterministically from the rig (``bilinear.build_from_rig(rig, identities, rank, seed)``,
 1-2 s), the fitted ARKit weights ``b``, the neural texture, the hair style ``w_hair`` (and the
-hair code ``h`` it started from), and the camera label of the aligned photo. ``render.py
---fitted`` orbits it and drives it with other ARKit weights.
+hair code ``h`` it started from), the camera label of the aligned photo, and the generator
+weights pivotal tuning changed (``fitting.tuning``; stored as ``tuned/<path>`` arrays, none
+when tuning was off). ``render.py --fitted`` orbits it and drives it with other ARKit weights.
 """
 
 import dataclasses
@@ -22,6 +23,7 @@ from head360_jax.geometry import rig as rig_lib
 
 _ARRAYS = ('s', 'b', 'texture', 'w_hair', 'h', 'label')
 _SCALARS = ('shape_identities', 'shape_rank', 'shape_seed', 'step')
+_TUNED = 'tuned/'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +40,8 @@ class FittedHead:
     shape_rig: rig of the shape model ('anny' | 'ict').
     shape_identities, shape_rank, shape_seed: ``bilinear.build_from_rig`` arguments.
     step: training step of the generator checkpoint the fit used.
+    tuned: pivotal tuning's generator weights, ``{path in the parameter tree: array}``
+      (``tuning.apply_tuned``); empty without tuning.
   """
 
   s: np.ndarray
@@ -51,6 +55,7 @@ class FittedHead:
   shape_rank: int
   shape_seed: int
   step: int
+  tuned: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def shape_model(head: FittedHead) -> bilinear.BilinearModel:
@@ -64,7 +69,8 @@ def render(renderer: inference.HeadRenderer, head: FittedHead, b: np.ndarray, la
   """Images (n, R, R, 3) in [-1, 1] of the fitted head with ARKit weights ``b`` (52,) from ``labels`` (n, 25).
 
   Raises:
-    ValueError: if the head's texture does not fit the run's generator (fitted with another run).
+    ValueError: if the head's texture or tuned weights do not fit the run's generator (fitted
+      with another run).
   """
   config = renderer.generator.config
   expected = (config.texture_resolution, config.texture_resolution, config.texture_channels)
@@ -76,7 +82,8 @@ def render(renderer: inference.HeadRenderer, head: FittedHead, b: np.ndarray, la
   vertices = bilinear.vertices(shape_model(head), head.s, b)
   ws = renderer.styles(head.h, head.h)
   ws = {**ws, 'hair': jnp.asarray(head.w_hair)[None]}
-  return renderer.render_styles(ws, vertices, labels, head.texture)
+  params = renderer.tuned_params(head.tuned) if head.tuned else None
+  return renderer.render_styles(ws, vertices, labels, head.texture, params=params)
 
 
 def save(head: FittedHead, path: str | pathlib.Path) -> None:
@@ -84,6 +91,7 @@ def save(head: FittedHead, path: str | pathlib.Path) -> None:
   arrays = {name: np.asarray(getattr(head, name), np.float32) for name in _ARRAYS}
   arrays.update({name: np.asarray(getattr(head, name), np.int64) for name in _SCALARS})
   arrays['shape_rig'] = np.asarray(head.shape_rig)
+  arrays.update({_TUNED + path: np.asarray(value) for path, value in head.tuned.items()})
   buffer = io.BytesIO()
   np.savez(buffer, **arrays)
   assets.atomic_write_bytes(pathlib.Path(path), buffer.getvalue())
@@ -111,6 +119,7 @@ def load(path: str | pathlib.Path) -> FittedHead:
     **{name: values[name].astype(np.float32) for name in _ARRAYS},
     **{name: int(values[name]) for name in _SCALARS},
     shape_rig=str(values['shape_rig']),
+    tuned={name[len(_TUNED) :]: values[name] for name in values if name.startswith(_TUNED)},
   )
   if head.b.shape != (arkit.NUM_BLENDSHAPES,) or head.label.shape != (25,) or head.texture.ndim != 3:
     raise ValueError(f'{path}: bad shapes b {head.b.shape}, label {head.label.shape}, texture {head.texture.shape}')

@@ -9,11 +9,12 @@ import sys
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
 from configs import tiny
 from head360_jax import assets, checkpoint, inference
 from head360_jax.data import build_dataset
-from head360_jax.fitting import appearance, fitted, pipeline, shape
+from head360_jax.fitting import appearance, fitted, hairstyle, pipeline, shape, tuning
 from head360_jax.geometry import arkit
 from head360_jax.training import state as state_lib
 from head360_jax.training.build import build_models
@@ -31,6 +32,16 @@ def fast_compilation():
   jax.config.update('jax_disable_most_optimizations', True)
   yield
   jax.config.update('jax_disable_most_optimizations', previous)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def tiny_hairstyle_set():
+  """The hairstyle classifier's rendered training set at toy size (the default one takes ~2 minutes)."""
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(hairstyle, 'TRAINING_IDENTITIES_PER_STYLE', 1)
+    patch.setattr(hairstyle, 'TRAINING_EXPRESSIONS', ('neutral',))
+    patch.setattr(hairstyle, 'TRAINING_RESOLUTION', 32)
+    yield
 
 
 @pytest.fixture(scope='module')
@@ -59,6 +70,9 @@ def test_fit_photo_then_orbit_and_animate(workdir, tmp_path):
     shape_rank=20,
     shape_options=shape.ShapeFitOptions(pose_steps=20, steps=100),
     appearance_options=appearance.AppearanceOptions(face_steps=4, hair_steps=4, warmup_steps=2),
+    view_yaws_deg=(30.0,),
+    view_pitches_deg=(0.0,),
+    tuning_options=tuning.TuningOptions(steps=3, locality_samples=2, warmup_steps=1, learning_rate=1e-2),
     orbit_views=4,
   )
   renderer = inference.HeadRenderer(workdir)
@@ -67,18 +81,25 @@ def test_fit_photo_then_orbit_and_animate(workdir, tmp_path):
   result = pipeline.fit_image(photo, renderer, out, options, progress=False, log=lambda _: None)
 
   assert result.rms_iod < 0.05  # the issue's bound on real photos (measured 1.7 % on this one)
-  assert np.isfinite([result.psnr_face, result.ssim_face, result.psnr_face_start]).all()
-  expected = {'fitted.npz', 'aligned.png', 'overlay.png', 'before_after.png', 'orbit.png', 'orbit.gif'}
+  assert np.isfinite([result.psnr_face, result.ssim_face, result.lpips_face, result.psnr_face_start]).all()
+  assert result.views == 2 and result.tuning_steps == 3
+  expected = {'fitted.npz', 'aligned.png', 'targets.png', 'overlay.png', 'before_after.png', 'orbit.png', 'orbit.gif'}
   assert expected | {'fit_log.csv', 'metrics.json'} == {p.name for p in out.iterdir()}
   metrics = json.loads((out / 'metrics.json').read_text())
   assert metrics['rms_iod'] == pytest.approx(result.rms_iod) and set(metrics['timings']) >= {'detect', 'shape_fit'}
   assert (tmp_path / 'man').is_dir() and not list(tmp_path.glob('.man-*'))  # the temporary folder is gone
   log = (out / 'fit_log.csv').read_text().splitlines()
-  assert log[0] == 'stage,step,loss,smoothed' and len(log) == 1 + 20 + 100 + 8
+  assert log[0] == 'stage,step,loss,smoothed' and len(log) == 1 + 20 + 100 + 8 + 3
+  before_after = np.asarray(Image.open(out / 'before_after.png'))
+  assert before_after.shape == (256, 3 * 256, 3)  # photo | start | fit at the crop's resolution
 
   head = fitted.load(out / 'fitted.npz')
   assert head.texture.shape == (32, 32, renderer.generator.config.texture_channels)
   np.testing.assert_allclose(head.s, result.head.s)
+  # Pivotal tuning's weights are stored (decoder, SR, static planes here) and change the render.
+  assert head.tuned and {tuning._part_of(path) for path in head.tuned} == {'decoder', 'superres', 'static_synthesis'}
+  for path, value in head.tuned.items():
+    np.testing.assert_array_equal(value, result.head.tuned[path])
   labels = inference.orbit_labels(2)
   photo_expression = fitted.render(renderer, head, head.b, labels)
   open_jaw = fitted.render(renderer, head, arkit.parse('jawOpen=1'), labels)
@@ -87,6 +108,8 @@ def test_fit_photo_then_orbit_and_animate(workdir, tmp_path):
   # The fitted texture is what renders: a different texture gives a different image.
   other = dataclasses.replace(head, texture=np.zeros_like(head.texture))
   assert np.abs(fitted.render(renderer, other, head.b, labels) - photo_expression).max() > 0.01
+  untuned = dataclasses.replace(head, tuned={})
+  assert np.abs(fitted.render(renderer, untuned, head.b, labels) - photo_expression).max() > 1e-3
 
 
 def test_fitted_file_errors(tmp_path):
