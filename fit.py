@@ -24,6 +24,9 @@ _FACE_STEPS = flags.DEFINE_integer('face_steps', 60, 'Adam steps of the face (ba
 _HAIR_STEPS = flags.DEFINE_integer('hair_steps', 40, 'Adam steps of the hair pass.')
 _SHAPE_IDENTITIES = flags.DEFINE_integer('shape_identities', 50, 'Identities (and rank) of the fit shape model.')
 _EXPRESSION = flags.DEFINE_boolean('expression', True, "Also fit the photo's ARKit expression weights.")
+_HAIRSTYLE_IDENTITIES = flags.DEFINE_integer(
+  'hairstyle_identities', None, 'Rendered heads per hairstyle for the hairstyle classifier (default 6; cached).'
+)
 _MULTIVIEW = flags.DEFINE_boolean(
   'multiview', True, 'Also fit the photo re-projected through the fitted mesh into 7 other views (paper §3.4).'
 )
@@ -66,6 +69,7 @@ def main(argv: list[str]) -> None:
       defaults.appearance_options, face_steps=_FACE_STEPS.value, hair_steps=_HAIR_STEPS.value
     ),
     multiview=_MULTIVIEW.value,
+    hairstyle_identities_per_style=_HAIRSTYLE_IDENTITIES.value,
     tuning_options=dataclasses.replace(
       defaults.tuning_options,
       steps=_TUNING_STEPS.value,

@@ -70,6 +70,8 @@ class FitOptions:
       ``bilinear.build_from_rig`` of the run's rig (the run's own dataset model has as many
       shape dimensions as training identities, 4 in the demo, too few to fit a face).
     face_contour_weight: weight of the face-oval landmarks (they slide along the silhouette).
+    hairstyle_identities_per_style: rendered heads per hairstyle of the hairstyle classifier's
+      training set (None: ``hairstyle.TRAINING_IDENTITIES_PER_STYLE``; rendered once, cached).
     shape_options: ``shape.ShapeFitOptions``; appearance_options: ``appearance.AppearanceOptions``.
     multiview: fit re-projected views of the photo too (``fitting.multiview``, paper §3.4).
     view_yaws_deg, view_pitches_deg: their cameras on the dataset orbit.
@@ -82,6 +84,7 @@ class FitOptions:
   shape_rank: int = 50
   shape_seed: int = 0
   face_contour_weight: float = 0.5
+  hairstyle_identities_per_style: int | None = None
   shape_options: shape.ShapeFitOptions = shape.ShapeFitOptions()
   appearance_options: appearance.AppearanceOptions = appearance.AppearanceOptions()
   multiview: bool = True
@@ -303,13 +306,19 @@ def align_and_fit_shape(photo: Photo, rig_name: str, options: FitOptions) -> Ali
   )
 
 
-def start_identity(dataset_root: str | pathlib.Path, hair: np.ndarray) -> tuple[int, str, float]:
+def start_identity(
+  dataset_root: str | pathlib.Path, hair: np.ndarray, identities_per_style: int | None = None
+) -> tuple[int, str, float]:
   """Training identity to start from: one with the hairstyle the classifier predicts (stage 3).
 
+  The classifier trains on ``identities_per_style`` rendered heads of every builder hairstyle
+  (``hairstyle.train_classifier``; None: its default). When the run has no identity with the
+  predicted style, the start is the run's most probable style (``hairstyle.training_identity``).
+
   Returns:
-    ``(identity index, hairstyle, its probability)``.
+    ``(identity index, predicted hairstyle, its probability)``.
   """
-  classifier = hairstyle.train_classifier(dataset_root)
+  classifier = hairstyle.train_classifier(dataset_root, identities_per_style=identities_per_style)
   style, probabilities = hairstyle.predict(classifier, hair)
   name = hairstyle.training_identity(classifier, probabilities)
   return layout.identity_index(name), style, float(probabilities.max())
@@ -391,7 +400,9 @@ def fit_image(
     f'inter-ocular distance ({aligned.iod:.1f} px); head rotation {angle:.1f} deg'
   )
 
-  identity, style, probability = start_identity(renderer.config.data.root, aligned.hair)
+  identity, style, probability = start_identity(
+    renderer.config.data.root, aligned.hair, options.hairstyle_identities_per_style
+  )
   _, t0, h0 = renderer.identity(identity)
   lap('hairstyle')
   log(f'hairstyle: {style} (p = {probability:.2f}); starting from training identity {identity}')

@@ -7,10 +7,11 @@ After the appearance passes (``fitting.appearance``) the fitted neural texture a
 are the *pivot*. Pivotal tuning keeps the pivot fixed and fine-tunes some of the generator's
 weights (``TuningOptions.parts``: the decoder, super-resolution, static (hair) planes and the
 StyleUNets by default; the texture synthesis and mappings are not on the fitted head's path)
-so that the pivot's renders reach the targets. Adam (learning rate 1e-2: PTI's 3e-4 barely
-moved our small networks in 100 steps), ``L1 + LPIPS`` against the targets: the hair pass's ``Targets.full`` and weights, the
-photo's view plus one re-projected view per step, ``appearance.step_views``), plus PTI's
-locality regulariser: heads near the pivot must keep their renders,
+so that the pivot's renders reach the targets: Adam (learning rate 1e-2; PTI's 3e-4 barely
+moved our small networks in 100 steps) on ``L1 + LPIPS`` against the targets (the hair pass's
+``Targets.full`` and weights, the photo's view plus one re-projected view per step,
+``appearance.step_views``), plus PTI's locality regulariser: heads near the pivot must keep
+their renders,
 
     0.1 · MSE(G_tuned(x_r), G(x_r)) + 0.1 · LPIPS(G_tuned(x_r), G(x_r)),
 
