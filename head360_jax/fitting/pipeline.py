@@ -488,10 +488,10 @@ def fit_image(
   }
   side_labels = jnp.asarray(multiview_lib.view_labels((-30.0, 30.0), (0.0, 0.0)))
   sides = inference.to_uint8(np.asarray(render(tuned_frozen, result.texture, result.w_hair, side_labels)))
-  identity = identity_scores(photo.image, {'photo_view': render_fit, 'yaw-30': sides[0], 'yaw+30': sides[1]})
+  similarity = identity_scores(photo.image, {'photo_view': render_fit, 'yaw-30': sides[0], 'yaw+30': sides[1]})
   log(
     'identity (dlib, photo vs fitted render): '
-    + ', '.join(f'{k} CSIM {v["csim"]:.3f} distance {v["dlib_distance"]:.3f}' for k, v in identity.items())
+    + ', '.join(f'{k} CSIM {v["csim"]:.3f} distance {v["dlib_distance"]:.3f}' for k, v in similarity.items())
   )
   monotone = tuple(_monotone(result.smoothed[result.passes == p]) for p in (0, 1))
   log(
@@ -530,7 +530,7 @@ def fit_image(
     lpips_face_pivot=scores['pivot'][2],
     views=targets.num_views,
     tuning_steps=options.tuning_options.steps,
-    identity=identity,
+    identity=similarity,
     smoothed_monotone=monotone,
     timings=timings,
   )

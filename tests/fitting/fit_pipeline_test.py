@@ -82,7 +82,7 @@ def test_fit_photo_then_orbit_and_animate(workdir, tmp_path):
 
   assert result.rms_iod < 0.05  # the bound on real photos (measured 1.7 % on this one)
   assert np.isfinite([result.psnr_face, result.ssim_face, result.lpips_face, result.psnr_face_start]).all()
-  assert result.views == 2 and result.tuning_steps == 3
+  assert result.views == 2 and result.tuning_steps == 3 and isinstance(result.start_identity, int)
   expected = {'fitted.npz', 'aligned.png', 'targets.png', 'overlay.png', 'before_after.png', 'orbit.png', 'orbit.gif'}
   assert expected | {'fit_log.csv', 'metrics.json'} == {p.name for p in out.iterdir()}
   metrics = json.loads((out / 'metrics.json').read_text())
