@@ -11,8 +11,10 @@
    is the start of the fit: the mean shape with the starting identity's codes.
 3. Renders every row at the ground truth's cameras (the fitted ARKit weights for neutral, the
    ground truth's weights for the expressions) and scores it against the ground truth resized to
-   the generator's resolution, on white: PSNR, SSIM, LPIPS-Alex, and CSIM / dlib distance
-   (``metrics.face_id``, where a face is found); plus the shape error: RMS vertex distance in mm
+   the generator's resolution, on white: PSNR, SSIM, LPIPS-Alex over the whole image and over
+   the face oval of MediaPipe's landmarks on the ground truth (``pipeline.face_metrics``, where
+   a face is found), and CSIM / dlib distance (``metrics.face_id``, at yaw 0 and ±30); plus the
+   shape error: RMS vertex distance in mm
    between the fitted neutral mesh and the true one after a similarity alignment (Umeyama).
 
 Writes ``<out>/results.json`` and ``<out>/results.md`` (one row per method and view) and prints
@@ -56,6 +58,7 @@ def main() -> None:
   parser.add_argument('--face_steps', type=int, default=100)
   parser.add_argument('--hair_steps', type=int, default=50)
   parser.add_argument('--tuning_steps', type=int, default=100)
+  parser.add_argument('--reuse', action='store_true', help='score the fits already in <out>/fits instead of refitting')
   args = parser.parse_args()
 
   from head360_jax import checkpoint, compilation_cache, inference
@@ -102,15 +105,33 @@ def main() -> None:
   def resize(image: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((resolution, resolution), Image.Resampling.LANCZOS))
 
+  landmarker = landmarks.FaceLandmarker()
+  face_masks = {}
+
+  def face_mask(truth_full: np.ndarray) -> np.ndarray | None:
+    """The face oval of MediaPipe's landmarks on the ground truth, at the generator's resolution (None: no face)."""
+    key = truth_full.tobytes()[:4096] + bytes(str(truth_full.sum()), 'ascii')
+    if key not in face_masks:
+      try:
+        points = landmarker(truth_full).points[list(landmarks.FACE_OVAL), :2] * (resolution / truth_full.shape[0])
+        face_masks[key] = landmarks.polygon_mask(points, (resolution, resolution))
+      except landmarks.NoFaceError:
+        face_masks[key] = None
+    return face_masks[key]
+
   def scores(render: np.ndarray, truth_full: np.ndarray, with_identity: bool) -> dict:
     truth = resize(truth_full)
     a = jnp.asarray(render, jnp.float32)[None] / 255.0
     b = jnp.asarray(truth, jnp.float32)[None] / 255.0
     row = {
-      'psnr': float(image_metrics.psnr(a, b)[0]),
-      'ssim': float(image_metrics.ssim(a, b)[0]),
+      'psnr': float(image_metrics.psnr(a, b, data_range=1.0)[0]),
+      'ssim': float(image_metrics.ssim(a, b, data_range=1.0)[0]),
       'lpips': float(lpips_lib.lpips(lpips_alex, 2 * a - 1, 2 * b - 1)[0]),
     }
+    mask = face_mask(truth_full)
+    if mask is not None:  # face oval (from the ground truth's landmarks) only
+      face = pipeline.face_metrics(render, truth, mask, lpips_alex)
+      row.update(face_psnr=face[0], face_ssim=face[1], face_lpips=face[2])
     if with_identity:  # dlib's embedding of the ground truth (full resolution) vs the upscaled render
       try:
         row.update(pipeline.identity_scores(truth_full, {'render': render}, args.resolution)['render'])
@@ -135,8 +156,14 @@ def main() -> None:
         ),
         tuning_options=dataclasses.replace(pipeline.FitOptions().tuning_options, steps=args.tuning_steps),
       )
+      fit_dir = out / 'fits' / f'{identity}_{name.split()[0]}'
+      if args.reuse and (fit_dir / 'fitted.npz').is_file():
+        aligned = pipeline.align_and_fit_shape(pipeline.detect(photo), renderer.model.rig, options)
+        start, _, _ = pipeline.start_identity(renderer.config.data.root, aligned.hair)
+        methods[name] = (fitted.load(fit_dir / 'fitted.npz'), start)
+        continue
       tic = time.perf_counter()
-      result = pipeline.fit_image(photo, renderer, out / 'fits' / f'{identity}_{name.split()[0]}', options)
+      result = pipeline.fit_image(photo, renderer, fit_dir, options)
       print(f'{identity} {name}: fitted in {time.perf_counter() - tic:.0f} s', flush=True)
       methods[name] = (result.head, result.start_identity)
     full_head, start = methods['full fit']
@@ -181,11 +208,11 @@ def main() -> None:
 
 
 def _markdown(results: list[dict]) -> str:
-  """Per method and view: mean over identities of PSNR / SSIM / LPIPS / CSIM / dlib distance, and shape error."""
-  keys = ('psnr', 'ssim', 'lpips', 'csim', 'dlib_distance')
+  """Per method and view: means over identities (whole image, face oval, identity) and the shape error."""
+  keys = ('psnr', 'ssim', 'lpips', 'face_psnr', 'face_lpips', 'csim', 'dlib_distance')
   lines = [
-    '| method | view | PSNR (dB) | SSIM | LPIPS-Alex | CSIM | dlib distance | shape (mm) |',
-    '|---|---|---|---|---|---|---|---|',
+    '| method | view | PSNR (dB) | SSIM | LPIPS-Alex | face PSNR (dB) | face LPIPS | CSIM | dlib dist. | shape (mm) |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ]
   methods = list(dict.fromkeys(r['method'] for r in results))
   views = list(dict.fromkeys(r['view'] for r in results))
