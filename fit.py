@@ -35,9 +35,7 @@ _TUNING_LR = flags.DEFINE_float(
   'tuning_learning_rate', None, 'Adam step size of pivotal tuning (default: TuningOptions).'
 )
 _TUNE = flags.DEFINE_list(
-  'tune',
-  ['decoder', 'superres', 'static_synthesis', 'blending_unet', 'mouth_unet'],
-  'Generator parts pivotal tuning changes.',
+  'tune', None, 'Generator parts pivotal tuning changes (default: decoder, superres, static_synthesis, the StyleUNets).'
 )
 _COMPILATION_CACHE = flags.DEFINE_boolean(
   'compilation_cache', True, 'Persistent XLA compilation cache in ~/.cache/head360_jax/xla (HEAD360_COMPILATION_CACHE).'
@@ -73,7 +71,7 @@ def main(argv: list[str]) -> None:
     tuning_options=dataclasses.replace(
       defaults.tuning_options,
       steps=_TUNING_STEPS.value,
-      parts=tuple(_TUNE.value),
+      parts=tuple(_TUNE.value) if _TUNE.value else defaults.tuning_options.parts,
       learning_rate=_TUNING_LR.value or defaults.tuning_options.learning_rate,
     ),
   )

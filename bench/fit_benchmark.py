@@ -23,6 +23,7 @@ the table.
 
 import argparse
 import dataclasses
+import functools
 import json
 import pathlib
 import sys
@@ -96,6 +97,7 @@ def main() -> None:
   labels = camera.dataset_cameras()
   lpips_alex = lpips_lib.load_lpips('alex')
 
+  @functools.cache
   def ground_truth(identity: str, expression: str, view: int) -> np.ndarray:
     path = gt_root / 'images' / layout.image_relpath(args.resolution, identity, expression, view)
     rgba = np.asarray(Image.open(path).convert('RGBA'), np.float32) / 255.0
@@ -106,20 +108,19 @@ def main() -> None:
     return np.asarray(Image.fromarray(image).resize((resolution, resolution), Image.Resampling.LANCZOS))
 
   landmarker = landmarks.FaceLandmarker()
-  face_masks = {}
 
-  def face_mask(truth_full: np.ndarray) -> np.ndarray | None:
+  @functools.cache
+  def face_mask(identity: str, expression: str, view: int) -> np.ndarray | None:
     """The face oval of MediaPipe's landmarks on the ground truth, at the generator's resolution (None: no face)."""
-    key = truth_full.tobytes()[:4096] + bytes(str(truth_full.sum()), 'ascii')
-    if key not in face_masks:
-      try:
-        points = landmarker(truth_full).points[list(landmarks.FACE_OVAL), :2] * (resolution / truth_full.shape[0])
-        face_masks[key] = landmarks.polygon_mask(points, (resolution, resolution))
-      except landmarks.NoFaceError:
-        face_masks[key] = None
-    return face_masks[key]
+    truth = ground_truth(identity, expression, view)
+    try:
+      points = landmarker(truth).points[list(landmarks.FACE_OVAL), :2] * (resolution / truth.shape[0])
+    except landmarks.NoFaceError:
+      return None
+    return landmarks.polygon_mask(points, (resolution, resolution))
 
-  def scores(render: np.ndarray, truth_full: np.ndarray, with_identity: bool) -> dict:
+  def scores(render: np.ndarray, key: tuple[str, str, int], with_identity: bool) -> dict:
+    truth_full = ground_truth(*key)
     truth = resize(truth_full)
     a = jnp.asarray(render, jnp.float32)[None] / 255.0
     b = jnp.asarray(truth, jnp.float32)[None] / 255.0
@@ -128,13 +129,13 @@ def main() -> None:
       'ssim': float(image_metrics.ssim(a, b, data_range=1.0)[0]),
       'lpips': float(lpips_lib.lpips(lpips_alex, 2 * a - 1, 2 * b - 1)[0]),
     }
-    mask = face_mask(truth_full)
+    mask = face_mask(*key)
     if mask is not None:  # face oval (from the ground truth's landmarks) only
       face = pipeline.face_metrics(render, truth, mask, lpips_alex)
       row.update(face_psnr=face[0], face_ssim=face[1], face_lpips=face[2])
     if with_identity:  # dlib's embedding of the ground truth (full resolution) vs the upscaled render
       try:
-        row.update(pipeline.identity_scores(truth_full, {'render': render}, args.resolution)['render'])
+        row.update(pipeline.identity_scores(truth_full, {'render': render}, args.resolution, landmarker)['render'])
       except landmarks.NoFaceError:
         pass
     return row
@@ -189,12 +190,11 @@ def main() -> None:
       rows = []
       neutral = render_fn(head.b, labels[list(VIEWS.values())])
       for (view_name, view), image in zip(VIEWS.items(), inference.to_uint8(neutral), strict=True):
-        truth = ground_truth(identity, layout.NEUTRAL, view)
-        rows.append({'view': view_name, **scores(image, truth, view_name in ('0', '+30', '-30'))})
+        key = (identity, layout.NEUTRAL, view)
+        rows.append({'view': view_name, **scores(image, key, view_name in ('0', '+30', '-30'))})
       for expression in expressions:
         image = inference.to_uint8(render_fn(arkit.parse(f'{expression}=1'), labels[[VIEWS['0']]]))[0]
-        truth = ground_truth(identity, expression, VIEWS['0'])
-        rows.append({'view': f'0 {expression}', **scores(image, truth, True)})
+        rows.append({'view': f'0 {expression}', **scores(image, (identity, expression, VIEWS['0']), True)})
       for row in rows:
         results.append({'identity': identity, 'method': name, 'shape_mm': shape_mm, **row})
       print(

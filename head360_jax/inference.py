@@ -177,7 +177,7 @@ class HeadRenderer:
     Raises:
       ValueError: if the weights do not belong to this run's generator.
     """
-    from head360_jax.fitting import tuning  # local: fitting imports this module
+    from head360_jax.fitting import tuning  # local: only fitted heads need it (cv2, optax)
 
     return tuning.apply_tuned(self._params, tuned)
 

@@ -110,7 +110,15 @@ def _resize(images: Array, side: int) -> Array:
 
 
 def colour_gains(photo: np.ndarray, render: np.ndarray, mask: np.ndarray) -> np.ndarray:
-  """Per-channel gains (3,) that bring the render's mean colour over ``mask`` to the photo's (uint8 images)."""
+  """Per-channel gains that bring the render's mean colour over ``mask`` to the photo's.
+
+  Args:
+    photo, render: (R, R, 3) uint8 images in the same frame.
+    mask: (R, R) bool region compared.
+
+  Returns:
+    (3,) float32 gains, clipped to [0.25, 4]; ones when the mask has fewer than 16 pixels.
+  """
   mask = np.asarray(mask, bool)
   if mask.sum() < 16:
     return np.ones(3, np.float32)
@@ -131,6 +139,9 @@ def recolour_around(render: np.ndarray, mask: np.ndarray, gains: np.ndarray, mar
     mask: (R, R) bool face region.
     gains: (3,) per-channel gains (``colour_gains``).
     margin: width of the band, as a fraction of R (the gain fades out across a second band).
+
+  Returns:
+    (R, R, 3) uint8.
   """
   side = render.shape[0]
   radius = max(1, int(round(margin * side)))

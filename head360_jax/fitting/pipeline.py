@@ -165,7 +165,9 @@ def face_metrics(
   return psnr, float(ssim_map.mean(-1)[mask].mean()), lpips
 
 
-def identity_scores(photo: np.ndarray, renders: dict[str, np.ndarray], upscale_to: int = 512) -> dict[str, dict]:
+def identity_scores(
+  photo: np.ndarray, renders: dict[str, np.ndarray], upscale_to: int = 512, landmarker=None
+) -> dict[str, dict]:
   """CSIM and dlib distance (``metrics.face_id``) between the photo's face and each render's.
 
   Args:
@@ -173,6 +175,7 @@ def identity_scores(photo: np.ndarray, renders: dict[str, np.ndarray], upscale_t
     renders: ``{name: (R, R, 3) uint8}``; each is upscaled (Lanczos) to ``upscale_to`` first, so
       MediaPipe and dlib's chip see a face of the size they were made for.
     upscale_to: side the renders are upscaled to.
+    landmarker: a ``landmarks.FaceLandmarker`` to reuse (a new one if None).
 
   Returns:
     ``{name: {'csim', 'dlib_distance'}}``, nan where no face is found in the render.
@@ -180,7 +183,8 @@ def identity_scores(photo: np.ndarray, renders: dict[str, np.ndarray], upscale_t
   Raises:
     landmarks.NoFaceError: if the photo has no face.
   """
-  params, landmarker = face_id.load_face_id(), landmarks_lib.FaceLandmarker()
+  params = face_id.load_face_id()
+  landmarker = landmarks_lib.FaceLandmarker() if landmarker is None else landmarker
   reference = face_id.face_embedding(photo, params, landmarker)
   out = {}
   for name, render in renders.items():

@@ -38,7 +38,7 @@ import numpy as np
 import optax
 import tqdm
 
-from head360_jax.fitting import appearance
+from head360_jax.fitting import appearance, multiview
 from head360_jax.metrics import lpips as lpips_lib
 
 TUNABLE_PARTS = ('decoder', 'superres', 'static_synthesis', 'blending_unet', 'mouth_unet')
@@ -168,15 +168,13 @@ def locality_samples(
   """
   rng = np.random.default_rng(options.seed)
   textures, styles, labels, images = [], [], [], []
-  from head360_jax import inference  # local: inference imports the model builders
-
   for i in range(options.locality_samples):
     t_r, w_r = random_heads(options.seed * 1000 + i)
     textures.append(texture + options.locality_fraction * (t_r - texture))
     styles.append(w_hair + options.locality_fraction * (w_r - w_hair))
     yaw = rng.uniform(-options.locality_yaw_deg, options.locality_yaw_deg)
     pitch = rng.uniform(-options.locality_pitch_deg, options.locality_pitch_deg)
-    labels.append(inference.orbit_labels(1, pitch, start_yaw_deg=yaw)[0])
+    labels.append(multiview.view_labels((yaw,), (pitch,))[0])
   render = jax.jit(render_fn)
   for t_r, w_r, label in zip(textures, styles, labels, strict=True):
     images.append(np.asarray(render(frozen, jnp.asarray(t_r), jnp.asarray(w_r), jnp.asarray(label)[None]))[0])
@@ -232,7 +230,7 @@ def tune(
   view_weights = np.where(np.arange(targets.num_views) == 0, 1.0, multiview_weight).astype(np.float32)
   pivot = (jnp.asarray(texture, jnp.float32), jnp.asarray(w_hair, jnp.float32))
 
-  def loss_fn(weights, frozen, targets, views, sample, lpips_params):
+  def loss_fn(weights, frozen, pivot, targets, views, sample, lpips_params):
     frozen = {**frozen, 'params': apply_tuned(frozen['params'], weights)}
     images = render_fn(frozen, *pivot, targets.labels[views])
     data = appearance.weighted_image_loss(
@@ -254,10 +252,10 @@ def tune(
   schedule = optax.linear_schedule(0.0, options.learning_rate, max(options.warmup_steps, 1))
   optimizer = optax.adam(schedule)
 
-  @jax.jit  # LPIPS weights are an argument, not constants baked into the program (compile time)
-  def step(weights, opt_state, frozen, targets, views, sample, lpips_params):
+  @jax.jit  # the pivot and LPIPS weights are arguments, not constants baked into the program
+  def step(weights, opt_state, frozen, pivot, targets, views, sample, lpips_params):
     (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      weights, frozen, targets, views, sample, lpips_params
+      weights, frozen, pivot, targets, views, sample, lpips_params
     )
     updates, opt_state = optimizer.update(grads, opt_state, weights)
     return optax.apply_updates(weights, updates), opt_state, loss, parts
@@ -278,7 +276,9 @@ def tune(
         'label': jnp.asarray(locality.labels[j]),
         'image': jnp.asarray(locality.images[j]),
       }
-    weights, opt_state, loss, (data, local) = step(weights, opt_state, frozen, targets, views, sample, lpips_params)
+    weights, opt_state, loss, (data, local) = step(
+      weights, opt_state, frozen, pivot, targets, views, sample, lpips_params
+    )
     losses.append(float(loss))
     data_losses.append(float(data))
     local_losses.append(float(local))

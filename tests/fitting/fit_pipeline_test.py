@@ -6,7 +6,6 @@ import pathlib
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -19,19 +18,11 @@ from head360_jax.geometry import arkit
 from head360_jax.training import state as state_lib
 from head360_jax.training.build import build_models
 
-pytestmark = pytest.mark.slow  # minutes on 2 cores: started first (tests/conftest.py)
+# Minutes on 2 cores: started first (tests/conftest.py); toy-size programs compile without most optimisations.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('fast_compilation')]
 
 RES = 32
 REPO = pathlib.Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope='module', autouse=True)
-def fast_compilation():
-  """Compile time dominates these toy-size programs (as in tests/training/conftest.py)."""
-  previous = jax.config.values['jax_disable_most_optimizations']
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
 
 
 @pytest.fixture(scope='module', autouse=True)

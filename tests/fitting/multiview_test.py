@@ -1,6 +1,5 @@
 """Multi-view targets: the photo projected through the fitted mesh, checked against ray casting on a sphere."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -9,15 +8,7 @@ import trimesh
 from head360_jax.fitting import multiview
 from head360_jax.geometry import camera
 
-
-@pytest.fixture(scope='module', autouse=True)
-def fast_compilation():
-  """Compile time dominates these toy-size programs (as in tests/training/conftest.py)."""
-  previous = jax.config.values['jax_disable_most_optimizations']
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
-
+pytestmark = pytest.mark.usefixtures('fast_compilation')  # tests/fitting/conftest.py
 
 RADIUS = 0.06  # mesh units (world = camera.WORLD_PER_MESH x; the sphere spans ~2/3 of the view)
 SIZE = 64

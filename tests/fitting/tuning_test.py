@@ -62,8 +62,8 @@ def _problem():
   rng = np.random.default_rng(0)
   texture = rng.normal(size=(16, 16, 4)).astype(np.float32)
   w_hair = np.zeros(4, np.float32)
-  truth = {'params': {'decoder': {'gain': jnp.full(3, 0.5), 'bias': jnp.array([0.3, -0.2, 0.1])}, 'mapping': {}}}
-  truth['params']['mapping']['unused'] = jnp.zeros(())
+  truth = _frozen()
+  truth['params']['decoder'] = {'gain': jnp.full(3, 0.5), 'bias': jnp.array([0.3, -0.2, 0.1])}
   image = np.asarray(_render(truth, jnp.asarray(texture), jnp.asarray(w_hair), jnp.zeros((1, 25))))[0]
   targets = appearance.single_view_targets(np.zeros(25, np.float32), image, image)
   return texture, w_hair, targets
