@@ -20,6 +20,14 @@ up to float32 rounding). Identity ``i``'s appearance and hair come from
 ``np.random.default_rng([seed, i])``; hairstyles are dealt from a seed-shuffled
 ``hair.STYLES`` so that up to 9 identities all get different styles.
 
+With ``swap_pairs = N > 0`` it also renders hair-swap ground truth (our extension, see
+``layout.py``): for each of ``N`` ordered pairs (A, B) of ``swap_pair_indices``, identity A
+(its mesh per expression and its skin texture) wearing identity B's hairstyle, hair colour
+and strand randomness (B's generator in the state B's own ``hair.grow`` call starts from),
+grown on A's neutral scalp, at A's cameras and expressions, under ``split_<r>_swap`` with
+``split_<r>_swap/pairs.json``. B's hair is regrown from its own fresh generator, so every
+other output is the same with or without swap pairs.
+
 Every file is written atomically (``assets.atomic_write_bytes``), so a killed build leaves
 only complete files (plus stray ``.*.tmp`` files, which the next run deletes); a rerun
 skips images, meshes and landmarks that exist. The output is a deterministic function of
@@ -105,6 +113,34 @@ def _to_world(mesh: gl.Mesh) -> gl.Mesh:
   )
 
 
+def swap_pair_indices(num_identities: int, count: int) -> list[tuple[int, int]]:
+  """The first ``count`` ordered hair-swap pairs ``(a, b)`` (identity a wearing b's hair) of ``num_identities``.
+
+  Pair ``k`` is ``(k mod n, (k mod n + 1 + k // n) mod n)``: the first ``n`` pairs give
+  every identity the hair of the next one (a cycle, so each identity is worn and donates
+  once), the next ``n`` the hair of the one after that, and so on; the ``n(n - 1)`` pairs
+  are all distinct with ``a != b``. The rule does not depend on the seed (which already
+  deals the styles and colours), and a larger ``count`` only appends pairs.
+
+  Raises:
+    ValueError: if ``count < 0``, or ``count > 0`` with fewer than 2 identities or
+      ``count > n(n - 1)``.
+  """
+  n = num_identities
+  if count < 0 or (count > 0 and (n < 2 or count > n * (n - 1))):
+    raise ValueError(
+      f'swap_pairs must be in [0, n(n - 1)] = [0, {max(n * (n - 1), 0)}] for {n} identities '
+      f'(and needs at least 2 identities), got {count}'
+    )
+  return [(k % n, (k % n + 1 + k // n) % n) for k in range(count)]
+
+
+def _look(seed: int, index: int) -> tuple[appearance.Appearance, np.random.Generator]:
+  """Identity ``index``'s appearance and its generator in the state its ``hair.grow`` call starts from."""
+  rng = np.random.default_rng([seed, index])
+  return appearance.sample_appearance(rng), rng
+
+
 def _clean_temporaries(root: pathlib.Path) -> int:
   """Deletes the ``.<name>.*.tmp`` files a killed run's atomic writes left behind."""
   stray = list(root.rglob('.*.tmp'))
@@ -125,6 +161,7 @@ def build(
   workers: int = 2,
   progress: bool = True,
   views: tuple[int, ...] | list[int] | None = None,
+  swap_pairs: int = 0,
 ) -> dict:
   """Builds (or completes) a dataset under ``root``.
 
@@ -142,17 +179,22 @@ def build(
     views: render only these camera indices in [0, 72) (``camera.dataset_cameras`` order), e.g.
       the near-frontal views that ``fitting.hairstyle`` needs; ``None`` = all 72 (a complete
       dataset). The labels list the rendered views only and ``build.json`` records them.
+    swap_pairs: also render this many hair-swap pairs (``swap_pair_indices``) under
+      ``split_<r>_swap`` (0 = none; ``build.json`` records the count when > 0). At most
+      ``n(n - 1)``; needs ``num_identities >= 2``.
 
   Returns:
     A summary: ``{'images_written', 'images_skipped', 'seconds', 'stray_tmp_removed'}``.
 
   Raises:
-    ValueError: for unknown expression names, ``num_identities < 1``, ``resolution < 8`` or
-      views that are empty or outside [0, 72).
+    ValueError: for unknown expression names, ``num_identities < 1``, ``resolution < 8``,
+      views that are empty or outside [0, 72), or ``swap_pairs`` outside [0, n(n - 1)]
+      (or > 0 with one identity).
   """
   names = parse_expressions(expressions)
   if num_identities < 1 or resolution < 8:
     raise ValueError(f'need num_identities >= 1 and resolution >= 8, got {num_identities}, {resolution}')
+  pairs = swap_pair_indices(num_identities, int(swap_pairs))
   view_list = list(range(layout.NUM_VIEWS)) if views is None else sorted({int(v) for v in views})
   if not view_list or not all(0 <= v < layout.NUM_VIEWS for v in view_list):
     raise ValueError(f'views must be a non-empty set of camera indices in [0, {layout.NUM_VIEWS}), got {views}')
@@ -170,15 +212,14 @@ def build(
   styles = [str(s) for s in np.random.default_rng(seed).permutation(hair.STYLES)]
   renderer = gl.Renderer()
   poses, exps, identities = {}, {}, []
-  total = num_identities * len(names) * len(view_list) * 2
+  total = (num_identities * 2 + len(pairs)) * len(names) * len(view_list)
   written = skipped = 0
   bar = tqdm(total=total, unit='img', disable=not progress, desc='build_dataset')
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
     pending = []
     for i in range(num_identities):
       identity = layout.identity_name(i)
-      rng = np.random.default_rng([seed, i])
-      look = appearance.sample_appearance(rng)
+      look, rng = _look(seed, i)
       style = styles[i % len(styles)]
       identities.append(
         {
@@ -191,14 +232,21 @@ def build(
       )
       code = np.asarray(model.identity_codes[i])
       neutral = np.asarray(bilinear.vertices(model, code, np.zeros(arkit.NUM_BLENDSHAPES, np.float32)))
-      texture, hair_meshes = None, None
+      donors = [b for a, b in pairs if a == i]  # identities whose hair i wears in the swap split
+      # Appearance and hair are made lazily: a finished identity costs nothing. hair_meshes maps 'hair'
+      # to i's own hair (from i's generator) and a donor index b to b's hair regrown on i's scalp.
+      texture, hair_meshes = None, {}
       for name in names:
         weights = expression_weights(name)
-        relpaths = {
-          bald: {view: layout.image_relpath(resolution, identity, name, view, bald) for view in view_list}
-          for bald in (False, True)
+        variants = {
+          kind: {view: layout.image_relpath(resolution, identity, name, view, kind == 'bald') for view in view_list}
+          for kind in ('hair', 'bald')
         }
-        for view, relpath in relpaths[False].items():
+        for b in donors:
+          variants[b] = {
+            view: layout.swap_relpath(resolution, identity, layout.identity_name(b), name, view) for view in view_list
+          }
+        for view, relpath in variants['hair'].items():
           poses[relpath], exps[relpath] = cameras[view], weights
         vertices = np.asarray(bilinear.vertices(model, code, weights))
         if not layout.mesh_path(root, identity, name).exists():
@@ -206,25 +254,31 @@ def build(
         if not layout.landmarks_path(root, identity, name).exists():
           rows = ''.join(f'{x:.9g} {y:.9g} {z:.9g}\n' for x, y, z in vertices[model.landmark_vertices].tolist())
           assets.atomic_write_bytes(layout.landmarks_path(root, identity, name), rows.encode())
-        for bald in (False, True):
-          missing = [view for view, rel in relpaths[bald].items() if not (root / layout.IMAGES / rel).exists()]
+        for kind, relpaths in variants.items():
+          missing = [view for view, rel in relpaths.items() if not (root / layout.IMAGES / rel).exists()]
           skipped += len(view_list) - len(missing)
           bar.update(len(view_list) - len(missing))
           if not missing:
             continue
-          if texture is None:  # appearance and hair are made lazily: a finished identity costs nothing
+          if texture is None:
             texture = appearance.head_texture(rig, neutral, look, TEXTURE_SIZE, renderer)
-            grown = hair.grow(style, neutral, model.faces, rig.vertex_groups['scalp'], look.hair, rng)
-            hair_meshes = [_to_world(mesh) for mesh in grown.meshes]
+          if kind != 'bald' and kind not in hair_meshes:
+            if kind == 'hair':  # i's generator is used for nothing else after its appearance
+              donor_style, donor_look, donor_rng = style, look, rng
+            else:  # a fresh generator of donor b: b's own hair is reproduced, i's generator is untouched
+              donor_style = styles[kind % len(styles)]
+              donor_look, donor_rng = _look(seed, kind)
+            grown = hair.grow(donor_style, neutral, model.faces, rig.vertex_groups['scalp'], donor_look.hair, donor_rng)
+            hair_meshes[kind] = [_to_world(mesh) for mesh in grown.meshes]
           head = gl.Mesh(
             vertices * camera.WORLD_PER_MESH, model.faces, uvs=model.uvs, face_uvs=model.face_uvs, texture=texture
           )
-          scene = [head] if bald else [head, *hair_meshes]
+          scene = [head] if kind == 'bald' else [head, *hair_meshes[kind]]
           renders = renderer.render_views(
             scene, cam2world[missing], intrinsics[missing], resolution, supersample=supersample
           )
           for view, out in zip(missing, renders, strict=True):
-            path = root / layout.IMAGES / relpaths[bald][view]
+            path = root / layout.IMAGES / relpaths[view]
             pending.append(pool.submit(lambda p, rgba: assets.atomic_write_bytes(p, _png(rgba)), path, out['rgba']))
             written += 1
             if len(pending) > 4 * workers:  # bound the memory held by queued renders
@@ -265,6 +319,19 @@ def build(
   }
   if views is not None:
     settings['views'] = view_list
+  if pairs:
+    settings['swap_pairs'] = len(pairs)
+    swaps = [
+      {
+        'identity': layout.identity_name(a),
+        'hair_from': layout.identity_name(b),
+        'hairstyle': identities[b]['hairstyle'],
+        'hair_color': identities[b]['hair_color'],
+        'folder': layout.swap_folder(layout.identity_name(a), layout.identity_name(b)),
+      }
+      for a, b in pairs
+    ]
+    assets.atomic_write_bytes(layout.swap_pairs_path(root, resolution), json.dumps({'pairs': swaps}, indent=1).encode())
   assets.atomic_write_bytes(root / 'build.json', json.dumps(settings, indent=1).encode())
   return {
     'images_written': written,
@@ -286,6 +353,12 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--supersample', type=int, default=None, help='anti-aliasing factor (default from resolution)')
   parser.add_argument('--workers', type=int, default=2, help='PNG encoding threads')
+  parser.add_argument(
+    '--swap-pairs',
+    type=int,
+    default=0,
+    help="also render N hair-swap pairs (identity A wearing B's hair) under split_<res>_swap (default 0)",
+  )
   args = parser.parse_args(argv)
   try:
     summary = build(
@@ -297,6 +370,7 @@ def main(argv: list[str] | None = None) -> None:
       seed=args.seed,
       supersample=args.supersample,
       workers=args.workers,
+      swap_pairs=args.swap_pairs,
     )
   except ValueError as e:
     parser.error(str(e))

@@ -11,6 +11,7 @@ mesh and view, validated up front.
 """
 
 import collections
+import json
 import os
 import pathlib
 import threading
@@ -311,3 +312,90 @@ class SynHeadSource:
       f'SynHeadSource(root={str(self.root)!r}, resolution={self.resolution}, '
       f'include_bald={self.include_bald}, records={len(self)})'
     )
+
+
+def swap_pairs(root: str | os.PathLike, resolution: int) -> list[dict]:
+  """Reads the hair-swap ground truth of a built dataset (``images/split_<res>_swap``, see ``layout.py``).
+
+  The images of a pair are those of identity A's labelled haired images (``dataset_pose.json``
+  keys ``split_<res>/<A>/<expression>/<view>.png``): for each, the swap image of A wearing B's
+  hair at the same expression and view must exist, and its labels are A's.
+
+  Args:
+    root: dataset root (holds ``images/``).
+    resolution: the ``<res>`` of ``images/split_<res>_swap``.
+
+  Returns:
+    The pairs in ``pairs.json`` order, each a dict with the entry's keys (``identity`` A,
+    ``hair_from`` B, ``hairstyle`` and ``hair_color`` of B, ``folder``) and ``images``: a
+    list sorted by (expression, view) of dicts with ``expression_name`` str, ``view`` int,
+    ``path`` (absolute path of the swap image, str) and ``relpath`` (relative to
+    ``images/``), ``haired_path`` and ``bald_path`` (A's own renders at that expression and
+    view; not checked), ``camera`` (25,), ``expression`` (52,) and ``label`` (77,) float32.
+
+  Raises:
+    ValueError: naming the file, if the swap split, ``pairs.json`` or a label file is
+      missing or malformed, if A has no labelled image, or if a swap image or A's
+      expression label is absent.
+  """
+  root = pathlib.Path(root).resolve()
+  resolution = int(resolution)
+  images_dir = root / layout.IMAGES
+  split_dir = images_dir / layout.swap_split_name(resolution)
+  pairs_file = layout.swap_pairs_path(root, resolution)
+  if not split_dir.is_dir():
+    raise ValueError(f'hair-swap split {split_dir} not found (build the dataset with swap_pairs > 0)')
+  if not pairs_file.is_file():
+    raise ValueError(f'{pairs_file} not found (the build that wrote {split_dir} did not finish)')
+  try:
+    entries = json.loads(pairs_file.read_text())['pairs']
+    entries = [dict(entry) for entry in entries]
+    for entry in entries:
+      if entry['folder'] != layout.swap_folder(entry['identity'], entry['hair_from']):
+        raise ValueError(f'folder {entry["folder"]!r} of pair {entry["identity"]!r}, {entry["hair_from"]!r}')
+  except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    raise ValueError(
+      f'{pairs_file}: not of the form {{"pairs": [{{"identity": A, "hair_from": B, "hairstyle": ..., '
+      f'"folder": "<A>_hair_<B>"}}, ...]}} ({e})'
+    ) from None
+  pose_file, expression_file = images_dir / layout.POSE_JSON, images_dir / layout.EXPRESSION_JSON
+  try:
+    poses = layout.read_labels(pose_file, CAMERA_DIM)
+    expression_labels = layout.read_labels(expression_file, EXPRESSION_DIM)
+  except FileNotFoundError as e:
+    raise ValueError(str(e)) from None
+  haired_split, bald_split = layout.split_name(resolution), layout.split_name(resolution, bald=True)
+  pairs = []
+  for entry in entries:
+    identity, hair_from = entry['identity'], entry['hair_from']
+    prefix = f'{haired_split}/{identity}/'
+    keys = sorted(key for key in poses if key.startswith(prefix))  # by expression, then view
+    if not keys:
+      raise ValueError(f'identity {identity!r} of {pairs_file} has no image labelled {prefix}... in {pose_file}')
+    images = []
+    for key in keys:
+      _, _, expression, name = key.split('/')
+      if not name.endswith('.png') or not name[: -len('.png')].isdigit():
+        raise ValueError(f'{pose_file}: label key {key!r} does not name a view image such as 0030.png')
+      relpath = f'{layout.swap_split_name(resolution)}/{entry["folder"]}/{expression}/{name}'
+      path = images_dir / relpath
+      if not path.is_file():
+        raise ValueError(f'hair-swap image {path} of pair {identity} <- {hair_from} ({pairs_file}) not found')
+      if key not in expression_labels:
+        raise ValueError(f'image {images_dir / key} has no label {key!r} in {expression_file}')
+      camera, expression_label = poses[key], expression_labels[key]
+      images.append(
+        {
+          'expression_name': expression,
+          'view': int(name[: -len('.png')]),
+          'path': str(path),
+          'relpath': relpath,
+          'haired_path': str(images_dir / key),
+          'bald_path': str(images_dir / f'{bald_split}/{identity}/{expression}/{name}'),
+          'camera': camera,
+          'expression': expression_label,
+          'label': np.concatenate([camera, expression_label]),
+        }
+      )
+    pairs.append({**entry, 'images': images})
+  return pairs
