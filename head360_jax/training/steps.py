@@ -11,7 +11,8 @@ for iteration ``s`` (``state.step == s``):
    discriminator out, the L1-only recipe of short CPU runs, ``docs/quality.md``) +
    ``l1_weight`` × L1 to the batch's own image, then the G_ema update and ``stats_update``;
 3. ``d_reg`` if ``s % r1_interval == 0``: R1 on the real images, ``γ/2``, gain ``R``;
-4. ``d_main``: logistic loss on fakes and reals; increments ``state.step``.
+4. ``d_main``: logistic loss on fakes and reals; increments ``state.step``. With
+   ``gan_weight`` 0 the loop runs neither D phase and ``g_main`` increments it instead.
 
 The regulariser phases are separate compiled programs chosen by a Python ``if`` in the
 loop. Each phase draws its randomness from ``fold_in(fold_in(rng, state.step), phase)``,
@@ -199,6 +200,8 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
     metrics |= {'g/grad_norm': optax.tree.norm(grads), 'g/ema_beta': beta}
     metrics |= {'schedule/blur_sigma': sigma, 'schedule/gpc_prob': swap_prob}
     state = state.replace(g_params=g_params, g_opt_state=g_opt_state, g_ema=g_ema, g_stats=g_stats)
+    if gan_weight == 0:  # static: no D phase runs to end the iteration, so this one counts it
+      state = state.replace(step=state.step + 1)
     return state, metrics
 
   def g_reg(state: TrainState, batch, rng, g_rest, d_rest):

@@ -149,3 +149,13 @@ def test_time_budget_ends_the_run_like_its_last_step(dataset, tmp_path):
   assert 'g/loss_gan' not in history[1]
   with checkpoint.Checkpointer(tmp_path, read_only=True) as checkpointer:
     assert checkpointer.all_steps() == [1]
+
+
+def test_photometric_only_run_counts_its_steps_and_resumes(dataset, tmp_path):
+  """gan_weight 0 runs no D phase; the step counter (schedules, randomness, resume point) must still advance."""
+  config = _config(dataset, steps=2, gan_weight=0.0)
+  first = loop.train_and_evaluate(config, tmp_path, build_models=standins.build_models)
+  config.train.steps = 3
+  second = loop.train_and_evaluate(config, tmp_path, build_models=standins.build_models)
+  assert sorted(first) == [1, 2] and sorted(second) == [3]  # resumed after step 2, not from 0
+  assert first[1]['g/ema_beta'] != first[2]['g/ema_beta']  # the EMA ramp-up moves with the counter
