@@ -37,6 +37,9 @@ _TUNING_LR = flags.DEFINE_float(
 _TUNE = flags.DEFINE_list(
   'tune', None, 'Generator parts pivotal tuning changes (default: decoder, superres, static_synthesis, the StyleUNets).'
 )
+_NO_REFINE = flags.DEFINE_boolean(
+  'no_refine', False, 'With a RefineNet run (configs/*_refine.py) as --workdir: skip the RefineNet.'
+)
 _COMPILATION_CACHE = flags.DEFINE_boolean(
   'compilation_cache', True, 'Persistent XLA compilation cache in ~/.cache/head360_jax/xla (HEAD360_COMPILATION_CACHE).'
 )
@@ -78,7 +81,7 @@ def main(argv: list[str]) -> None:
   try:
     # Check the photo first: a bad file must not wait for the model to load.
     landmarks.FaceLandmarker()(landmarks.load_image(image))
-    renderer = inference.HeadRenderer(_WORKDIR.value, step=_STEP.value)
+    renderer = inference.HeadRenderer(_WORKDIR.value, step=_STEP.value, refine=not _NO_REFINE.value)
     result = pipeline.fit_image(image, renderer, out, options)
   except landmarks.NoFaceError as error:
     sys.exit(f'fit.py: {image}: {error}')

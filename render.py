@@ -5,6 +5,7 @@ Usage::
   .venv/bin/python render.py --workdir runs/demo/run --identities 0,1 --views 24 --pitch 10
   .venv/bin/python render.py --workdir runs/demo/run --seeds 0-7 --expression jawOpen=0.7,eyeBlinkLeft=1
   .venv/bin/python render.py --workdir runs/demo/run --identities 0 --hair_from 2   # identity 0 with 2's hair
+  .venv/bin/python render.py --workdir runs/demo/stage2 --identities 0,1 --bald       # without hair (stage 2)
   .venv/bin/python render.py --workdir runs/demo/run --fitted runs/demo/fitted/man/fitted.npz --expression jawOpen=1
 
 For each head it writes ``<output>/<head>_orbit.png`` (a grid of the views) and
@@ -12,7 +13,10 @@ For each head it writes ``<output>/<head>_orbit.png`` (a grid of the views) and
 its shape, texture and hair codes) or a new one from a seed (``--seeds``: shape from the
 bilinear prior, Gaussian texture/hair codes) or a head fitted to a photo by fit.py
 (``--fitted runs/demo/fitted/man/fitted.npz``: orbit it; with ``--expression``, animate it
-with those ARKit weights instead of the photo's).
+with those ARKit weights instead of the photo's). ``--hair_from i`` gives every head training
+identity ``i``'s hair (a fitted head: its hair style); ``--bald`` renders them without the
+static/hair planes: a stage-2 run (``configs/*_stage2.py``) then shows the bald head it learnt,
+a stage-1 run only the mesh-covered part of its planes (it never learnt to detach hair).
 """
 
 import pathlib
@@ -26,6 +30,7 @@ _OUTPUT = flags.DEFINE_string('output', None, 'Output folder (default: <workdir>
 _IDENTITIES = flags.DEFINE_string('identities', '', 'Training identities, e.g. "0,2" or "0-3".')
 _SEEDS = flags.DEFINE_string('seeds', '', 'Seeds of new heads, e.g. "0-7".')
 _HAIR_FROM = flags.DEFINE_integer('hair_from', None, 'Take the hair code of this training identity (hair swap).')
+_BALD = flags.DEFINE_boolean('bald', False, 'Render without the hair (static) planes: bald heads of a stage-2 run.')
 _EXPRESSION = flags.DEFINE_string('expression', '', 'ARKit weights, e.g. "jawOpen=0.6,eyeBlinkLeft=1".')
 _VIEWS = flags.DEFINE_integer('views', 24, 'Number of views on the 360 deg orbit.')
 _PITCH = flags.DEFINE_float('pitch', 0.0, 'Orbit elevation in degrees (positive = from above).')
@@ -34,6 +39,9 @@ _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
 _MP4 = flags.DEFINE_boolean('mp4', False, 'Also write an MP4 of each orbit.')
 _FITTED = flags.DEFINE_string('fitted', None, 'A fitted.npz from fit.py: orbit it (with --expression: animate it).')
 flags.mark_flag_as_required('workdir')
+_NO_REFINE = flags.DEFINE_boolean(
+  'no_refine', False, 'With a RefineNet run (configs/*_refine.py) as --workdir: skip the RefineNet.'
+)
 _COMPILATION_CACHE = flags.DEFINE_boolean(
   'compilation_cache', True, 'Persistent XLA compilation cache in ~/.cache/head360_jax/xla (HEAD360_COMPILATION_CACHE).'
 )
@@ -77,7 +85,7 @@ def main(argv: list[str]) -> None:
   output = pathlib.Path(_OUTPUT.value or pathlib.Path(_WORKDIR.value) / 'renders')
   output.mkdir(parents=True, exist_ok=True)
   try:
-    renderer = inference.HeadRenderer(_WORKDIR.value, step=_STEP.value)
+    renderer = inference.HeadRenderer(_WORKDIR.value, step=_STEP.value, refine=not _NO_REFINE.value)
     heads = [(f'identity{i:03d}', renderer.identity(i)) for i in identities]
     heads += [(f'seed{seed:04d}', renderer.random_head(seed)) for seed in seeds]
     hair = renderer.identity(_HAIR_FROM.value)[2] if _HAIR_FROM.value is not None else None
@@ -86,15 +94,19 @@ def main(argv: list[str]) -> None:
     sys.exit(f'render.py: {error}')
   suffix = ('_' + _EXPRESSION.value.replace('=', '').replace(',', '_')) if _EXPRESSION.value else ''
   suffix += f'_hair{_HAIR_FROM.value:03d}' if hair is not None else ''
+  suffix += '_bald' if _BALD.value else ''
   for name, (s, t, h) in tqdm(heads, desc='render', unit='head', disable=not heads):
-    frames = inference.to_uint8(renderer.render(s, t, h if hair is None else hair, b, labels, psi=_PSI.value))
+    frames = renderer.render(s, t, h if hair is None else hair, b, labels, psi=_PSI.value, bald=_BALD.value)
+    frames = inference.to_uint8(frames)
     stem = output / f'{name}{suffix}_orbit'
     inference.write_image(stem.with_suffix('.png'), inference.image_grid(frames, columns=min(8, len(frames))))
     inference.write_video(stem.with_suffix('.gif'), frames)
     if _MP4.value:
       inference.write_video(stem.with_suffix('.mp4'), frames)
   if head is not None:
-    frames = inference.to_uint8(fitted.render(renderer, head, b if _EXPRESSION.value else head.b, labels))
+    w_hair = None if hair is None else renderer.styles(hair, hair)['hair'][0]
+    frames = fitted.render(renderer, head, b if _EXPRESSION.value else head.b, labels, bald=_BALD.value, w_hair=w_hair)
+    frames = inference.to_uint8(frames)
     stem = output / f'{pathlib.Path(_FITTED.value).parent.name}{suffix}_orbit'
     inference.write_image(stem.with_suffix('.png'), inference.image_grid(frames, columns=min(8, len(frames))))
     inference.write_video(stem.with_suffix('.gif'), frames)

@@ -5,6 +5,11 @@ Usage::
   .venv/bin/python train.py --config configs/tiny.py --workdir runs/tiny \
       --config.data.root=runs/demo/anny_small [--config.train.batch_size=8 ...]
 
+Stages: a config from ``configs/*_stage2.py`` with ``--config.train.init_from=<stage-1 run>``
+fine-tunes hair detachment (paper §3.3); one from ``configs/*_refine.py`` with
+``--config.train.init_from=<run>`` trains the RefineNet on that run's renders (stage 3).
+A missing or incompatible ``init_from`` stops with one line naming it.
+
 Rerunning the same command resumes from the latest checkpoint in ``--workdir``. Ctrl-C
 saves a checkpoint and exits; a non-finite loss stops with the step and the last good
 checkpoint (exit status 1). TensorBoard: ``tensorboard --logdir runs/tiny``.
@@ -54,13 +59,18 @@ def main(argv: list[str]) -> None:
   except ImportError as error:
     sys.exit(f'train.py: the model builder head360_jax.training.build.build_models is not available ({error})')
 
-  from head360_jax.training import loop
+  from head360_jax.training import loop, refine_loop
 
   try:
-    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value, build_models=build_models)
+    if refine_loop.is_refine_run(_CONFIG.value):  # stage 3: the RefineNet on a finished run's renders
+      refine_loop.train_refine(_CONFIG.value, _WORKDIR.value, build_models=build_models)
+    else:
+      loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value, build_models=build_models)
   except loop.NonFiniteLossError as error:
     logging.error('%s', error)
     sys.exit(1)
+  except loop.InitFromError as error:
+    sys.exit(f'train.py: {error}')
 
 
 if __name__ == '__main__':

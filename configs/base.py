@@ -86,6 +86,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   train.max_minutes = 0.0  # wall-clock budget of one train.py call (0: none); the run ends early as at its last step
   train.eval_every = 2000  # held-out figures of G_ema into TensorBoard (needs data.held_out_*; 0: off)
   train.eval_records = 16  # fixed subset of the held-out records scored during training
+  train.init_from = ''  # a run's workdir whose latest G/G_ema/D weights start this run (stage 2); '': none
 
   data = config.data = ml_collections.ConfigDict()
   data.root = config_dict.placeholder(str)

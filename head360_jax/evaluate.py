@@ -26,6 +26,7 @@ LPIPS and the one used during training). See ``head360_jax.metrics``.
 Usage::
 
   python -m head360_jax.evaluate --workdir runs/demo/run          # latest checkpoint, EMA generator
+  python -m head360_jax.evaluate --workdir runs/demo/stage2 --protocol hair_swap   # head360_jax/hair_eval.py
 
 writes ``<workdir>/eval/step_<n>/metrics.json``, a ground-truth-over-render grid per identity
 (``comparison_<identity>.png``) and all identities in ``comparison.png``, appends a Markdown
@@ -184,6 +185,22 @@ def image_figures(
   return figures
 
 
+def lpips_nets(config: ml_collections.ConfigDict, nets: Sequence[str]) -> dict[str, lpips_lib.LpipsParams]:
+  """``{net: weights}`` of the LPIPS backbones that fit ``model.output_resolution`` (others skipped, warned).
+
+  Raises:
+    RuntimeError: if LPIPS weights cannot be fetched.
+  """
+  params = {}
+  for net in nets:
+    min_size = lpips_lib.BACKBONES[net].min_size
+    if config.model.output_resolution < min_size:
+      logging.warning('LPIPS-%s skipped: it needs images of at least %d px', net, min_size)
+      continue
+    params[net] = lpips_lib.load_lpips(net)
+  return params
+
+
 class Evaluator:
   """Renders the evaluation sets with a generator and scores them (module docstring).
 
@@ -214,13 +231,7 @@ class Evaluator:
     seen_views: Sequence[int] = (),
   ):
     self.sets = load_eval_sets(config, limit=limit, seen_views=seen_views)
-    self._lpips = {}
-    for net in nets:
-      min_size = lpips_lib.BACKBONES[net].min_size
-      if config.model.output_resolution < min_size:
-        logging.warning('LPIPS-%s skipped: it needs images of at least %d px', net, min_size)
-        continue
-      self._lpips[net] = lpips_lib.load_lpips(net)
+    self._lpips = lpips_nets(config, nets)
     self._key = jax.random.key(seed)
     holder = _Codes(codes)
 
@@ -338,13 +349,24 @@ def evaluate_run(
     FileNotFoundError: if the work directory has no config or checkpoint.
     ValueError: if the run's config holds nothing out (``load_eval_sets``).
   """
+  from head360_jax.training import refine_loop  # local: it imports the training loop
+
   workdir = pathlib.Path(workdir)
-  networks = build_models(checkpoint.read_config(workdir))  # built once: the restore and step 0 share them
+  own = checkpoint.read_config(workdir)
+  if refine_loop.is_refine_run(own):
+    return _evaluate_refine_run(workdir, own, build_models, step=step, nets=nets, write=write, seen_views=seen_views)
+  networks = build_models(own)  # built once: the restore and step 0 share them
   generator, _, config, step = checkpoint.restore_generator_ema(workdir, lambda _: networks, step)
   evaluator = Evaluator(config, networks.codes, networks.render, nets=nets, seen_views=seen_views)
   trained, renders = evaluator(generator, keep_renders=write)
   initial = evaluator(networks.generator)[0] if compare_step0 else None
   rows = table_rows(workdir.name, step, trained)
+  return _write_results(workdir, evaluator, step, trained, initial, rows, renders if write else None)
+
+
+def _write_results(workdir, evaluator, step, trained, initial, rows, renders) -> dict:
+  """Writes ``metrics.json``, the grids and ``results.md`` (when ``renders`` is given); the result dict."""
+  write = renders is not None
   result = {'step': step, 'trained': trained, 'step0': initial, 'rows': rows, 'outputs': None}
   if write:
     out = workdir / 'eval' / f'step_{step}'
@@ -365,6 +387,36 @@ def evaluate_run(
   return result
 
 
+def _evaluate_refine_run(workdir, own, build_models, *, step, nets, write, seen_views) -> dict:
+  """Paper Table 3's "no refine" and "full" rows: the base run's EMA generator without and with the RefineNet.
+
+  ``step`` is the RefineNet's checkpoint; the base run (``train.init_from``) is read at its latest.
+  The result's ``trained`` is the "full" summary and ``step0`` the "no refine" one.
+  """
+  from head360_jax.training import refine_loop
+
+  base = refine_loop.base_workdir(workdir, own)
+  refiner, refine_step = refine_loop.restore_refiner(workdir, step)
+  networks = build_models(checkpoint.read_config(base))
+  generator, _, config, base_step = checkpoint.restore_generator_ema(base, lambda _: networks)
+  graphdef, params = nnx.split(refiner, nnx.Param)
+
+  def refined(generator, inputs, key):
+    out = dict(networks.render(generator, inputs, key))
+    out['image'] = nnx.merge(graphdef, params)(out['image'])
+    return out
+
+  plain = Evaluator(config, networks.codes, networks.render, nets=nets, seen_views=seen_views)
+  full = Evaluator(config, networks.codes, refined, nets=nets, seen_views=seen_views)
+  without, _ = plain(generator)
+  trained, renders = full(generator, keep_renders=write)
+  rows = table_rows(f'{base.name} (no refine)', base_step, without)
+  rows += table_rows(f'{workdir.name} (full, RefineNet step {refine_step})', base_step, trained)
+  return _write_results(workdir, full, refine_step, trained, without, rows, renders if write else None) | {
+    'baseline': 'no refine'
+  }
+
+
 def main(argv=None) -> None:
   from head360_jax.training.build import build_models
 
@@ -375,6 +427,13 @@ def main(argv=None) -> None:
   parser.add_argument(
     '--seen_views', default='', help='training views (0..71, comma-separated) to score too, e.g. 0,8,16,24'
   )
+  parser.add_argument(
+    '--protocol',
+    default='table3',
+    choices=('table3', 'hair_swap'),
+    help="table3: held-out views/expressions (default); hair_swap: swaps and bald renders vs the builder's "
+    'swap ground truth (head360_jax/hair_eval.py; needs build_dataset --swap-pairs)',
+  )
   parser.add_argument('--grid_to', default=None, help='also copy comparison.png into this folder (e.g. the renders)')
   parser.add_argument('--no-step0', dest='step0', action='store_false', help='skip scoring the step-0 networks')
   parser.add_argument(
@@ -384,6 +443,22 @@ def main(argv=None) -> None:
   compilation_cache.enable(args.compilation_cache)
   checkpoint.quiet_orbax_logs()
   nets = tuple(filter(None, args.nets.split(',')))
+  if args.protocol == 'hair_swap':
+    from head360_jax import hair_eval
+
+    try:
+      result = hair_eval.evaluate_hair(args.workdir, build_models, step=args.step, nets=nets)
+    except (FileNotFoundError, ValueError) as error:
+      parser.exit(1, f'evaluate: {error}\n')
+    summary = result['summary']
+    print(TABLE_HEADER)
+    print('\n'.join(result['rows']))
+    print(
+      f'step {result["step"]} (EMA) hair-region opacity: bald render {summary["bald/hair_alpha"]:.3f}, '
+      f'haired render {summary["haired/hair_alpha"]:.3f}; swap PSNR {summary["hair_swap/image/psnr"]:.2f} dB'
+    )
+    print(f'figures and grids in {result["outputs"]}')
+    return
   seen_views = tuple(int(v) for v in filter(None, args.seen_views.split(',')))
   result = evaluate_run(
     args.workdir, build_models, step=args.step, nets=nets, compare_step0=args.step0, seen_views=seen_views
@@ -401,7 +476,10 @@ def main(argv=None) -> None:
   line += f'; L1 {trained[f"{first}/image/l1"]:.4f}'
   if initial is not None:
     l1_0 = initial[f'{first}/image/l1']
-    line += f' (step 0: {l1_0:.4f}, {100 * (1 - trained[f"{first}/image/l1"] / l1_0):.1f} % lower)'
+    baseline = result.get('baseline', 'step 0')
+    line += f' ({baseline}: {l1_0:.4f}, {100 * (1 - trained[f"{first}/image/l1"] / l1_0):.1f} % lower)'
+    if f'{first}/image/lpips_alex' in initial:
+      line += f'; LPIPS-Alex {baseline}: {initial[f"{first}/image/lpips_alex"]:.4f}'
   print(f'step {result["step"]} (EMA) {line}')
   if result['outputs'] is not None:
     grids = f'{result["outputs"]}'

@@ -108,8 +108,24 @@ class HeadRenderer:
   truncates the styles towards ``w_avg``.
   """
 
-  def __init__(self, workdir: str | pathlib.Path, *, step: int | None = None, chunk: int = 8):
+  def __init__(self, workdir: str | pathlib.Path, *, step: int | None = None, chunk: int = 8, refine: bool = True):
+    """Loads a run (``workdir``; ``step``: its checkpoint, default the latest).
 
+    A RefineNet run (stage 3, ``training/refine_loop.py``) loads the run it refines
+    (``train.init_from``) and applies its RefineNet to every image unless ``refine`` is False.
+
+    Raises:
+      FileNotFoundError: if the run has no config or checkpoint.
+      ValueError: if a refine run's base run is missing.
+    """
+    from head360_jax.training import refine_loop  # local: plain runs do not need it
+
+    self.refiner, self.refine_step = None, None
+    own = checkpoint.read_config(workdir)
+    if refine_loop.is_refine_run(own):
+      if refine:
+        self.refiner, self.refine_step = refine_loop.restore_refiner(workdir)
+      workdir = refine_loop.base_workdir(workdir, own)
     self.generator, self.g_stats, self.config, self.step = checkpoint.restore_generator_ema(workdir, build_models, step)
     self.networks = build_models(self.config)
     self.model = bilinear.load(pathlib.Path(self.config.data.root) / 'bilinear.npz')
@@ -127,14 +143,22 @@ class HeadRenderer:
           ws[name] = w_avg + psi * (ws[name] - w_avg)
       return ws
 
-    def render(params, rest, ws, vertices, labels, texture):
+    refiner_graphdef, self._refiner_params = (
+      nnx.split(self.refiner, nnx.Param) if self.refiner is not None else (None, None)
+    )
+
+    def render(params, rest, ws, vertices, labels, texture, hair, refiner_params):
       generator = nnx.merge(graphdef, params, rest)
       n = labels.shape[0]
       ws = jax.tree.map(lambda w: jnp.broadcast_to(w, (n, *w.shape[1:])), ws)
       vertices = jnp.broadcast_to(vertices, (n, *vertices.shape))
       if texture is not None:
         texture = jnp.broadcast_to(texture, (n, *texture.shape))
-      return generator(ws, labels, vertices, key=None, noise_mode='const', texture=texture)['image']
+      hair = jnp.broadcast_to(hair, (n,))
+      image = generator(ws, labels, vertices, key=None, noise_mode='const', texture=texture, hair=hair)['image']
+      if refiner_params is not None:  # stage 3: pix2pixHD's global generator on the finished image
+        image = nnx.merge(refiner_graphdef, refiner_params)(image)
+      return image
 
     self._styles = jax.jit(styles)
     self._render = jax.jit(render)
@@ -182,27 +206,50 @@ class HeadRenderer:
     return tuning.apply_tuned(self._params, tuned)
 
   def render_styles(
-    self, ws: dict, vertices: np.ndarray, labels: np.ndarray, texture: np.ndarray | None = None, *, params=None
+    self,
+    ws: dict,
+    vertices: np.ndarray,
+    labels: np.ndarray,
+    texture: np.ndarray | None = None,
+    *,
+    params=None,
+    bald: bool = False,
   ) -> np.ndarray:
     """Images (n, R, R, 3) in [-1, 1] of a mesh (v, 3) under styles ``ws`` from cameras ``labels`` (n, 25).
 
     ``texture`` (T, T, c) replaces the synthesised neural texture (a photo fit's result);
-    ``params`` the generator's parameters (``tuned_params``).
+    ``params`` the generator's parameters (``tuned_params``); ``bald`` renders without the
+    static/hair planes (a stage-2 run's bald head; in a stage-1 run the mesh-covered part
+    only, ``hexplane.compose_planes``).
     """
     texture = None if texture is None else jnp.asarray(texture)
     vertices = jnp.asarray(vertices)
     params = self._params if params is None else params
+    hair = jnp.float32(0.0 if bald else 1.0)
     images = [
-      self._render(params, self._rest, ws, vertices, jnp.asarray(labels[i : i + self.chunk]), texture)
+      self._render(
+        params, self._rest, ws, vertices, jnp.asarray(labels[i : i + self.chunk]), texture, hair, self._refiner_params
+      )
       for i in range(0, len(labels), self.chunk)
     ]
     return np.concatenate([np.asarray(x) for x in images])
 
   def render(
-    self, s: np.ndarray, t: np.ndarray, h: np.ndarray, b: np.ndarray, labels: np.ndarray, psi: float = 1.0
+    self,
+    s: np.ndarray,
+    t: np.ndarray,
+    h: np.ndarray,
+    b: np.ndarray,
+    labels: np.ndarray,
+    psi: float = 1.0,
+    *,
+    bald: bool = False,
   ) -> np.ndarray:
-    """Images (n, R, R, 3) in [-1, 1] of one head with ARKit weights ``b`` (52,) from cameras ``labels`` (n, 25)."""
-    return self.render_styles(self.styles(t, h, psi), bilinear.vertices(self.model, s, b), labels)
+    """Images (n, R, R, 3) in [-1, 1] of one head with ARKit weights ``b`` (52,) from cameras ``labels`` (n, 25).
+
+    ``bald``: without the static/hair planes (``render_styles``).
+    """
+    return self.render_styles(self.styles(t, h, psi), bilinear.vertices(self.model, s, b), labels, bald=bald)
 
 
 def write_image(path: pathlib.Path, image: np.ndarray) -> None:

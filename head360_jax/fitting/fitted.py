@@ -65,8 +65,19 @@ def shape_model(head: FittedHead) -> bilinear.BilinearModel:
   )
 
 
-def render(renderer: inference.HeadRenderer, head: FittedHead, b: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def render(
+  renderer: inference.HeadRenderer,
+  head: FittedHead,
+  b: np.ndarray,
+  labels: np.ndarray,
+  *,
+  bald: bool = False,
+  w_hair: np.ndarray | None = None,
+) -> np.ndarray:
   """Images (n, R, R, 3) in [-1, 1] of the fitted head with ARKit weights ``b`` (52,) from ``labels`` (n, 25).
+
+  ``bald`` renders it without the static/hair planes; ``w_hair`` (w,) replaces its fitted hair
+  style (a hair swap: e.g. ``renderer.styles(t, h)['hair'][0]`` of a training identity).
 
   Raises:
     ValueError: if the head's texture or tuned weights do not fit the run's generator (fitted
@@ -81,9 +92,9 @@ def render(renderer: inference.HeadRenderer, head: FittedHead, b: np.ndarray, la
     )
   vertices = bilinear.vertices(shape_model(head), head.s, b)
   ws = renderer.styles(head.h, head.h)
-  ws = {**ws, 'hair': jnp.asarray(head.w_hair)[None]}
+  ws = {**ws, 'hair': jnp.asarray(head.w_hair if w_hair is None else w_hair).reshape(1, -1)}
   params = renderer.tuned_params(head.tuned) if head.tuned else None
-  return renderer.render_styles(ws, vertices, labels, head.texture, params=params)
+  return renderer.render_styles(ws, vertices, labels, head.texture, params=params, bald=bald)
 
 
 def save(head: FittedHead, path: str | pathlib.Path) -> None:

@@ -349,7 +349,8 @@ def fit_renderer(renderer: inference.HeadRenderer, ws: dict, vertices: np.ndarra
     }
     vertices = jnp.broadcast_to(frozen['vertices'], (n, *frozen['vertices'].shape[1:]))
     texture = jnp.broadcast_to(texture, (n, *texture.shape))
-    return generator(styles, labels, vertices, key=None, noise_mode='const', texture=texture)['image']
+    hair = jnp.ones((n,), jnp.float32)  # the photo's head with its hair (needed by stage-2 runs)
+    return generator(styles, labels, vertices, key=None, noise_mode='const', texture=texture, hair=hair)['image']
 
   return render_fn, frozen
 

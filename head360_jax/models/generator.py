@@ -317,12 +317,14 @@ class Head360Generator(nnx.Module):
       key: randomness for synthesis noise and ray jitter; None = deterministic
         (constant noise buffers, unjittered samples).
       noise_mode: 'random' | 'const' | 'none' for the StyleGAN2 noise inputs.
-      hair: (b,) 0/1 per-sample hair flag (stage 2 only).
+      hair: (b,) 0/1 per-sample hair flag: required in stage 2; in stage 1, 0 turns the
+        static (hair) planes off (``hexplane.compose_planes``).
       texture: optional (b, T, T, c) neural texture used instead of the synthesised one.
 
     Returns:
       ``image`` (b, R, R, 3), ``image_raw`` (b, r, r, 3), both roughly in [-1, 1] with a
-      white background at +1; ``image_depth`` (b, r, r, 1) in world units.
+      white background at +1; ``image_depth`` (b, r, r, 1) in world units; ``image_alpha``
+      (b, r, r, 1) the raw render's opacity in [0, 1].
     """
     cfg = self.config
     if key is None and noise_mode == 'random':
@@ -346,7 +348,12 @@ class Head360Generator(nnx.Module):
     image_raw = features[..., :3]
     ws_sr = stylegan.broadcast(ws['sr'], self.superres.num_ws) if ws['sr'].ndim == 2 else ws['sr']
     image = self.superres(image_raw, features, ws_sr)
-    return {'image': image, 'image_raw': image_raw, 'image_depth': out['depth'].reshape(-1, res, res, 1)}
+    return {
+      'image': image,
+      'image_raw': image_raw,
+      'image_depth': out['depth'].reshape(-1, res, res, 1),
+      'image_alpha': out['weights_sum'].reshape(-1, res, res, 1),
+    }
 
   def density(
     self,
@@ -356,11 +363,12 @@ class Head360Generator(nnx.Module):
     *,
     key: jax.Array | None = None,
     noise_mode: str = 'random',
+    hair: Int[Array, ' b'] | None = None,
   ) -> Float[Array, 'b n 1']:
-    """Raw density ``sigma`` at world points (for density regularisation, spec §5.1)."""
+    """Raw density ``sigma`` at world points (for density regularisation, spec §5.1); ``hair`` as ``__call__``."""
     if key is None and noise_mode == 'random':
       noise_mode = 'const'
-    planes = self.planes(ws, vertices, noise_mode=noise_mode, key=key)
+    planes = self.planes(ws, vertices, noise_mode=noise_mode, key=key, hair=hair)
     return render_lib.sample_density(self.decoder, planes, points, box_warp=self.config.box_warp)
 
 

@@ -100,15 +100,18 @@ def compose_planes(
   """Blends the textured-mesh planes with the static (hair) planes (reference-spec §3.7, ARCHITECTURE D5).
 
   Stage 1: ``α·P_tex + (1 − α)·P_static`` per plane, so the static planes show only where
-  the mesh does not cover. Stage 2 (hair detachment): ``P_tex + P_static`` for samples
-  with hair and ``P_tex`` for bald samples; the alpha is not used.
+  the mesh does not cover; with ``hair`` flags, bald samples (0) get ``α·P_tex`` (static
+  planes off: the "bald" render of a stage-1 model, which never learnt to detach hair).
+  Stage 2 (hair detachment): ``P_tex + P_static`` for samples with hair and ``P_tex`` for
+  bald samples; the alpha is not used.
 
   Args:
     tex_planes: (b, 3, r, r, c) from ``hexplane_views.hexplanes``.
     tex_alpha: (b, 3, r, r, 1) plane alpha in [0, 1].
     static_planes: (b, 3, r, r, c) from the static-plane generator.
     stage: 1 or 2.
-    hair: (b,) flags in {0, 1} (1 = with hair); required for stage 2.
+    hair: (b,) flags in {0, 1} (1 = with hair); required for stage 2, optional in stage 1
+      (None: all haired).
 
   Raises:
     ValueError: for an unknown ``stage``, a missing ``hair`` in stage 2 or mismatched shapes.
@@ -116,6 +119,8 @@ def compose_planes(
   if tex_planes.shape != static_planes.shape:
     raise ValueError(f'texture and static planes differ in shape: {tex_planes.shape} vs {static_planes.shape}')
   if stage == 1:
+    if hair is not None:
+      static_planes = jnp.asarray(hair, static_planes.dtype).reshape(-1, 1, 1, 1, 1) * static_planes
     return tex_alpha * tex_planes + (1.0 - tex_alpha) * static_planes
   if stage == 2:
     if hair is None:

@@ -144,7 +144,7 @@ def _render(generator: generator_lib.Head360Generator, inputs: dict, key: jax.Ar
 def _density(generator: generator_lib.Head360Generator, inputs: dict, points: jax.Array, key: jax.Array) -> jax.Array:
   key_z, key_g = jax.random.split(key)
   ws = render_styles(generator, inputs, key_z)
-  return generator.density(ws, inputs['vertices'], points, key=key_g)
+  return generator.density(ws, inputs['vertices'], points, key=key_g, hair=inputs['hair'])
 
 
 def _update_w_avg(generator: generator_lib.Head360Generator, g_stats: dict, inputs: dict, key: jax.Array) -> dict:

@@ -30,6 +30,7 @@ state is never saved (metrics are checked before every save).
 """
 
 import contextlib
+import json
 import pathlib
 import signal
 import threading
@@ -51,6 +52,74 @@ from head360_jax.training import steps as steps_lib
 
 class NonFiniteLossError(FloatingPointError):
   """A training metric became NaN or infinite."""
+
+
+class InitFromError(ValueError):
+  """``train.init_from`` names a run that is missing, unfinished or built for another model."""
+
+
+# Model fields a run started from another (``train.init_from``) may change: they alter how the
+# planes are composed or computed, not which parameters exist.
+_INIT_FROM_MAY_DIFFER = ('stage', 'compute_dtype', 'g_num_bf16_res', 'sr_num_bf16_res', 'd_num_bf16_res')
+
+
+def _saved_steps(workdir: pathlib.Path) -> list[int]:
+  """Steps with a checkpoint folder under ``workdir/checkpoints`` (a listing: no orbax manager opened)."""
+  folder = workdir / 'checkpoints'
+  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+
+
+def check_init_from(init_from: str | pathlib.Path, config: ml_collections.ConfigDict) -> int:
+  """Checks that ``train.init_from`` names a finished run of the same model; returns its latest step.
+
+  Raises:
+    InitFromError: one line naming ``init_from`` when it has no ``config.json``, no
+      checkpoint, or describes another model (the differing fields are listed).
+  """
+  root = pathlib.Path(init_from)
+  if not (root / checkpoint.CONFIG_FILE).is_file():
+    raise InitFromError(f'train.init_from={str(init_from)!r}: no {checkpoint.CONFIG_FILE} there (not a training run)')
+  theirs = json.loads((root / checkpoint.CONFIG_FILE).read_text()).get('model', {})
+  ours = json.loads(config.model.to_json())
+  differ = sorted(k for k in set(theirs) | set(ours) if k not in _INIT_FROM_MAY_DIFFER and theirs.get(k) != ours.get(k))
+  if differ:
+    fields = ', '.join(f'{k}: {theirs.get(k)!r} there vs {ours.get(k)!r} here' for k in differ)
+    raise InitFromError(f'train.init_from={str(init_from)!r} was trained with another model ({fields})')
+  steps = _saved_steps(root)
+  if not steps:
+    raise InitFromError(f'train.init_from={str(init_from)!r}: no checkpoint in {root / "checkpoints"}')
+  return steps[-1]
+
+
+def initialize_from(
+  state: state_lib.TrainState, abstract: state_lib.TrainState, init_from: str | pathlib.Path, config
+) -> state_lib.TrainState:
+  """Starts a run from another run's latest weights (stage 2 from stage 1, ``train.init_from``).
+
+  G, G_ema, D and G's running statistics come from ``init_from``'s latest checkpoint; the
+  optimiser states stay fresh (``state``'s) and the step counter starts at 0, so every
+  schedule (EMA ramp-up, blur and pose-conditioning fades, lazy-regulariser phases) starts
+  over as in the reference's separate stage-2 run (reference-spec §5.3).
+
+  Args:
+    state: the fresh step-0 state (its optimiser states are kept).
+    abstract: ``state_lib.abstract_state(state, mesh)``: shapes and shardings to read into.
+    init_from: a training work directory with ``config.json`` and at least one checkpoint.
+    config: this run's config; its ``model`` must equal the other run's up to ``stage`` and
+      precision fields.
+
+  Returns:
+    The state with the other run's weights, step 0.
+
+  Raises:
+    InitFromError: as ``check_init_from``.
+  """
+  step = check_init_from(init_from, config)
+  fields = ('g_params', 'g_ema', 'd_params') + (('g_stats',) if state.g_stats else ())
+  with checkpoint.Checkpointer(init_from, max_to_keep=None, read_only=True) as other:
+    restored = other.restore_partial({name: getattr(abstract, name) for name in fields}, step)
+  logging.info('initialised from %s (step %d); step counter, optimisers and schedules start at 0', init_from, step)
+  return state.replace(**restored)
 
 
 def _check_finite(pending: list[tuple[int, dict]], checkpointer: checkpoint.Checkpointer) -> list[tuple[int, dict]]:
@@ -189,6 +258,9 @@ def train_and_evaluate(
     ValueError: if the batch does not divide over devices/processes, a ``*_every`` or
       ``steps`` is not positive, ``max_minutes`` is set with several processes, or ``config.json`` in
       ``workdir`` describes another model.
+    InitFromError: a fresh run whose ``train.init_from`` is missing, has no checkpoint or
+      describes another model (a run with a checkpoint of its own resumes it and ignores
+      ``init_from``).
   """
   train = config.train
   workdir = pathlib.Path(workdir)
@@ -202,6 +274,8 @@ def train_and_evaluate(
     raise ValueError(
       f'batch_size {train.batch_size} does not split over {mesh.size} devices ({jax.process_count()} processes)'
     )
+  if train.get('init_from') and not _saved_steps(workdir):  # fail before anything is built or written
+    check_init_from(train.init_from, config)
   checkpoint.write_config(workdir, config, write=jax.process_index() == 0)
   if source is None:
     source = sources.SynHeadSource(
@@ -239,6 +313,8 @@ def train_and_evaluate(
       iterator.set_state(data_state)
       logging.info('resumed from %s', checkpointer.step_path(checkpointer.latest_step()))
     else:
+      if train.get('init_from'):
+        state = initialize_from(state, abstract, train.init_from, config)
       writer.images(0, {'samples/real': writer_lib.image_grid(sample_batch['image'])})
       if evaluator is not None:
         history[0] = _write_eval(writer, evaluator, models, state.g_ema, 0, time.monotonic() - started)

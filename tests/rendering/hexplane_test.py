@@ -64,6 +64,9 @@ def test_compose_planes_stage_1_and_2():
   alpha = jax.random.uniform(key_alpha, (2, 3, 4, 4, 1))
   np.testing.assert_allclose(hexplane.compose_planes(tex, alpha, static), alpha * tex + (1 - alpha) * static, atol=1e-6)
   np.testing.assert_allclose(hexplane.compose_planes(tex, jnp.ones_like(alpha), static), tex)
+  stage1 = hexplane.compose_planes(tex, alpha, static, hair=jnp.asarray([1, 0]))  # bald: static planes off
+  np.testing.assert_allclose(stage1[0], alpha[0] * tex[0] + (1 - alpha[0]) * static[0], atol=1e-6)
+  np.testing.assert_allclose(stage1[1], alpha[1] * tex[1], atol=1e-6)
   stage2 = hexplane.compose_planes(tex, alpha, static, stage=2, hair=jnp.asarray([1, 0]))
   np.testing.assert_allclose(stage2[0], tex[0] + static[0])
   np.testing.assert_allclose(stage2[1], tex[1])
