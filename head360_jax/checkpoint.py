@@ -34,10 +34,15 @@ from head360_jax.training import state as state_lib
 
 
 class _DropOrbaxInfo(std_logging.Filter):
-  """orbax logs every file it reads or writes at INFO; keep its warnings and errors only."""
+  """orbax logs every file it reads or writes at INFO, and warns that a read-only manager is read-only.
+
+  Keeps its other warnings and its errors.
+  """
 
   def filter(self, record: std_logging.LogRecord) -> bool:
-    return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
+    if '/orbax/' not in record.pathname:
+      return True
+    return record.levelno >= std_logging.WARNING and 'read only' not in record.getMessage().replace('_', ' ')
 
 
 _QUIET = _DropOrbaxInfo()
@@ -45,9 +50,10 @@ _QUIET = _DropOrbaxInfo()
 
 def quiet_orbax_logs() -> None:
   """Drops orbax's INFO records from absl's log handler (entry points call this once; idempotent)."""
-  handler = logging.get_absl_handler()
-  if _QUIET not in handler.filters:
-    handler.addFilter(_QUIET)
+  # absl's handler (entry points under absl.app) and absl's logger itself (plain Python logging, e.g. evaluate)
+  for target in (logging.get_absl_handler(), std_logging.getLogger('absl')):
+    if _QUIET not in target.filters:
+      target.addFilter(_QUIET)
 
 
 CONFIG_FILE = 'config.json'

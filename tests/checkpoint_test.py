@@ -7,8 +7,8 @@ from absl import logging
 from head360_jax import checkpoint
 
 
-def _record(level: int, pathname: str) -> std_logging.LogRecord:
-  return std_logging.LogRecord('absl', level, pathname, 1, 'message', None, None)
+def _record(level: int, pathname: str, message: str = 'message') -> std_logging.LogRecord:
+  return std_logging.LogRecord('absl', level, pathname, 1, message, None, None)
 
 
 def test_quiet_orbax_logs_drops_only_orbax_info_and_is_idempotent():
@@ -25,6 +25,12 @@ def test_quiet_orbax_logs_drops_only_orbax_info_and_is_idempotent():
     assert handler.filter(_record(std_logging.WARNING, orbax))
     assert handler.filter(_record(std_logging.ERROR, orbax))
     assert handler.filter(_record(std_logging.INFO, ours))
+    # the read-only notices every render/evaluate/fit would print (issue 13: quiet by default)
+    notice = 'CheckpointManagerOptions.read_only=True, setting save_interval_steps=0.'
+    assert not handler.filter(_record(std_logging.WARNING, orbax, notice))
+    read_only = _record(std_logging.WARNING, orbax, 'Given directory is read only=/x')
+    assert not std_logging.getLogger('absl').filter(read_only)
   finally:
-    for f in [f for f in handler.filters if f not in before]:
-      handler.removeFilter(f)
+    for target in (handler, std_logging.getLogger('absl')):
+      for f in [f for f in target.filters if f not in before]:
+        target.removeFilter(f)
