@@ -454,8 +454,9 @@ def main(argv=None) -> None:
     print(TABLE_HEADER)
     print('\n'.join(result['rows']))
     print(
-      f'step {result["step"]} (EMA) hair-region opacity: bald render {summary["bald/hair_alpha"]:.3f}, '
-      f'haired render {summary["haired/hair_alpha"]:.3f}; swap PSNR {summary["hair_swap/image/psnr"]:.2f} dB'
+      f'step {result["step"]} (EMA) hair-region opacity: bald render {summary["bald/hair_alpha"]:.3f} '
+      f"(away from the head's edge {summary['bald/hair_alpha_core']:.3f}), haired render "
+      f'{summary["haired/hair_alpha"]:.3f}; swap PSNR {summary["hair_swap/image/psnr"]:.2f} dB'
     )
     print(f'figures and grids in {result["outputs"]}')
     return

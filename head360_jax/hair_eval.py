@@ -17,7 +17,9 @@ hairstyle, at every camera), so both are measured here at the run's held-out cam
 * ``hair_alpha``: the mean opacity of the raw render over the hair region (pixels where
   A's haired ground truth is opaque, alpha > 0.5, and its bald one is not, < 0.5; at the
   raw render's resolution), for the bald render (``bald``: should be ~0 once hair is
-  detached) and the haired one (``haired``: ~1).
+  detached) and the haired one (``haired``: ~1); ``hair_alpha_core`` the same over the hair
+  pixels at least one pixel away from the bald head's coverage (alpha > 0.05), so
+  that the head's own anti-aliased edge does not count as hair.
 
 A stage-1 run has no bald head of its own: its "bald" render turns the static planes off
 (``hexplane.compose_planes``), and its swap uses B's static planes where A's mesh does not
@@ -66,6 +68,17 @@ def _batches(fields: list[dict]) -> list[dict]:
     chunk = chunk + [chunk[0]] * (evaluate_lib.EVAL_BATCH - len(chunk))
     batches.append({key: np.stack([np.asarray(f[key]) for f in chunk]) for key in chunk[0]} | {'valid': valid})
   return batches
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+  """3x3 binary dilation of an (h, w, 1) mask."""
+  padded = np.pad(mask[..., 0], 1)
+  h, w = mask.shape[:2]
+  out = np.zeros((h, w), bool)
+  for dy in range(3):
+    for dx in range(3):
+      out |= padded[dy : dy + h, dx : dx + w]
+  return out[..., None]
 
 
 def load_hair_sets(config, *, limit: int | None = None) -> dict[str, list[dict]]:
@@ -118,10 +131,12 @@ def load_hair_sets(config, *, limit: int | None = None) -> dict[str, list[dict]]
         raw_alpha[name] = transforms.decode_image_and_alpha(
           png, image[name], expected_size=data.resolution, resolution=model.neural_resolution
         )[1]
-      region = (raw_alpha['haired_path'] > HAIR_REGION_THRESHOLD) & (raw_alpha['bald_path'] < HAIR_REGION_THRESHOLD)
-      region = region.astype(np.float32)
+      haired_mask, bald_mask = raw_alpha['haired_path'] > HAIR_REGION_THRESHOLD, raw_alpha['bald_path'] > 0.05
+      region = (haired_mask & (raw_alpha['bald_path'] < HAIR_REGION_THRESHOLD)).astype(np.float32)
+      core = (haired_mask & ~_dilate(bald_mask)).astype(np.float32)  # a pixel away from any head coverage
       image_swap, alpha_swap = decoded['path']
       swap.append(record | {'hair': np.int32(1), 'image': image_swap, 'alpha': alpha_swap, 'hair_region': region})
+      swap[-1]['hair_core'] = core
       if (key, image['view']) not in seen:  # A's bald truth once per camera, however many hairs A borrows
         seen.add((key, image['view']))
         image_bald, alpha_bald = decoded['bald_path']
@@ -133,6 +148,7 @@ def load_hair_sets(config, *, limit: int | None = None) -> dict[str, list[dict]]
             'image': image_bald,
             'alpha': alpha_bald,
             'hair_region': region,
+            'hair_core': core,
           }
         )
   if not swap:
@@ -161,10 +177,10 @@ class HairEvaluator:
       inputs = steps_lib.generator_inputs(holder, batch, jax.random.key(0), 0.0)
       out = render(nnx.merge(graphdef, state), inputs, jax.random.key(0))
       figures = evaluate_lib.image_figures(out['image'], batch['image'], batch['alpha'], lpips_params)
-      region = batch['hair_region']
-      area = jnp.maximum(region.sum(axis=(1, 2, 3)), 1.0)
-      figures['hair_alpha'] = (out['image_alpha'] * region).sum(axis=(1, 2, 3)) / area
-      figures['hair_pixels'] = region.sum(axis=(1, 2, 3))
+      for name, key in (('hair', 'hair_region'), ('core', 'hair_core')):
+        region = batch[key]
+        figures[f'{name}_opacity'] = (out['image_alpha'] * region).sum(axis=(1, 2, 3))
+        figures[f'{name}_pixels'] = region.sum(axis=(1, 2, 3))
       return out['image'], figures
 
     self._score = score
@@ -191,9 +207,11 @@ class HairEvaluator:
           per_image.setdefault(key, []).append(np.asarray(value)[batch['valid']])
         images.append(np.asarray(image)[batch['valid']])
       summary[f'{name}/count'] = float(sum(int(b['valid'].sum()) for b in batches))
-      pixels = np.concatenate(per_image.pop('hair_pixels'))
-      alpha = np.concatenate(per_image.pop('hair_alpha'))
-      summary[f'{name}/hair_alpha'] = float((alpha * pixels).sum() / max(pixels.sum(), 1.0))  # pixel-weighted
+      for region, key in (('hair', 'hair_alpha'), ('core', 'hair_alpha_core')):  # over all the set's pixels
+        opacity = np.concatenate(per_image.pop(f'{region}_opacity')).sum()
+        pixels = np.concatenate(per_image.pop(f'{region}_pixels')).sum()
+        summary[f'{name}/{key}'] = float(opacity / pixels) if pixels > 0 else float('nan')
+        summary[f'{name}/{region}_pixels'] = float(pixels)
       for key, values in per_image.items():
         summary[f'{name}/{key}'] = float(np.concatenate(values).mean())
       renders[name] = np.concatenate(images)
@@ -222,7 +240,8 @@ def evaluate_hair(workdir: str | pathlib.Path, build_models: Callable, *, step: 
   evaluator = HairEvaluator(config, networks.codes, networks.render, nets=nets)
   summary, renders = evaluator(generator)
   summary['haired/hair_alpha'] = haired_alpha(evaluator, generator)
-  rows = evaluate_lib.table_rows(workdir.name, step, {k: v for k, v in summary.items() if 'hair_alpha' not in k})
+  images = {k: v for k, v in summary.items() if 'hair' not in k.split('/')[1]}  # the image figures only
+  rows = evaluate_lib.table_rows(workdir.name, step, images)
   out = workdir / 'eval' / f'hair_step_{step}'
   out.mkdir(parents=True, exist_ok=True)
   (out / 'metrics.json').write_text(json.dumps({'step': step, 'stage': int(config.model.stage), **summary}, indent=2))

@@ -244,24 +244,31 @@ def _unpack(model: LandmarkModel, params: dict) -> tuple[Array, Array, Pose]:
   return s, b, Pose(params['axis_angle'], params['log_scale'], params['translation'])
 
 
-def _objective(params, model, target, weights, label, size, iod, options: ShapeFitOptions):
+def _objective(params, model, target, weights, label, size, iod, options: dict):
+  """The fit's loss; ``options`` holds ``ShapeFitOptions``' loss weights as (traced) scalars."""
   s, b, pose = _unpack(model, params)
   projected = project_points(landmark_positions(model, s, b), pose, label, size)
   norm = jnp.sum(weights)
   distance = jnp.sqrt(jnp.sum((projected[:, :2] - target[:, :2]) ** 2, axis=-1) + 1e-12) / iod
-  data = jnp.sum(weights * _robust(distance, options.huber_delta)) / norm
+  data = jnp.sum(weights * _robust(distance, options['huber_delta'])) / norm
   if target.shape[-1] == 3:
     centred = lambda z: z - jnp.sum(weights * z) / norm
     depth = jnp.abs(centred(projected[:, 2]) - centred(target[:, 2])) / iod
-    data = data + options.depth_weight * jnp.sum(weights * _robust(depth, options.huber_delta)) / norm
-  prior = options.prior_weight * jnp.sum(params['z'] ** 2) / model.rank
-  expression = options.expression_weight * jnp.sum(b)
+    data = data + options['depth_weight'] * jnp.sum(weights * _robust(depth, options['huber_delta'])) / norm
+  prior = options['prior_weight'] * jnp.sum(params['z'] ** 2) / model.rank
+  expression = options['expression_weight'] * jnp.sum(b)
   return data + prior + expression
 
 
-@functools.partial(jax.jit, static_argnames=('size', 'options', 'steps', 'trainable'))
-def _run(params, model, target, weights, label, iod, *, size, options, steps, trainable):
-  """``steps`` L-BFGS iterations (zoom line search) over the ``trainable`` entries of ``params``."""
+_LOSS_WEIGHTS = ('huber_delta', 'depth_weight', 'prior_weight', 'expression_weight')
+
+
+@functools.partial(jax.jit, static_argnames=('size', 'steps', 'trainable'))
+def _run(params, model, target, weights, label, iod, options, *, size, steps, trainable):
+  """``steps`` L-BFGS iterations (zoom line search) over the ``trainable`` entries of ``params``.
+
+  ``options``: the loss weights as arguments, so fits that differ only in them share one program.
+  """
   fixed = {k: v for k, v in params.items() if k not in trainable}
   loss_fn = lambda train: _objective({**fixed, **train}, model, target, weights, label, size, iod, options)
   optimizer = optax.lbfgs()
@@ -328,8 +335,9 @@ def fit_shape(
     'log_scale': pose.log_scale,
   }
   label = jnp.asarray(label, jnp.float32)
-  args = (model, jnp.asarray(target), jnp.asarray(weights), label, jnp.float32(iod))
-  static = dict(size=size, options=options)
+  loss_weights = {name: jnp.float32(getattr(options, name)) for name in _LOSS_WEIGHTS}
+  args = (model, jnp.asarray(target), jnp.asarray(weights), label, jnp.float32(iod), loss_weights)
+  static = dict(size=size)
   rigid = ('axis_angle', 'translation') + (('log_scale',) if options.fit_scale else ())
   everything = rigid + ('z',) + (('b_logit',) if options.fit_expression else ())
   params, losses_pose = _run(params, *args, **static, steps=options.pose_steps, trainable=rigid)

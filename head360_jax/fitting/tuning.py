@@ -55,6 +55,7 @@ class TuningOptions:
       skipped, e.g. the StyleUNets of a model built without them).
     lpips_weight: weight of LPIPS-VGG beside L1 against the targets (PTI: 1).
     locality_weight: weight of the locality regulariser's MSE and of its LPIPS (PTI: 0.1 each).
+    locality_lpips: include the LPIPS half of the locality regulariser (PTI: yes).
     locality_samples: ``m``, locality samples made before tuning (one used per step, cycling).
     locality_fraction: how far towards a random head a locality sample moves, in [0, 1].
     locality_yaw_deg, locality_pitch_deg: range of the locality samples' random cameras.
@@ -67,6 +68,7 @@ class TuningOptions:
   parts: tuple[str, ...] = TUNABLE_PARTS
   lpips_weight: float = 1.0
   locality_weight: float = 0.1
+  locality_lpips: bool = True
   locality_samples: int = 8
   locality_fraction: float = 0.5
   locality_yaw_deg: float = 60.0
@@ -246,7 +248,9 @@ def tune(
       return data, (data, jnp.float32(0))
     image = render_fn(frozen, sample['texture'], sample['w_hair'], sample['label'][None])
     goal = sample['image'][None]
-    local = jnp.mean((image - goal) ** 2) + jnp.mean(lpips_lib.lpips(lpips_params, image, goal))
+    local = jnp.mean((image - goal) ** 2)
+    if options.locality_lpips:
+      local = local + jnp.mean(lpips_lib.lpips(lpips_params, image, goal))
     return data + options.locality_weight * local, (data, local)
 
   schedule = optax.linear_schedule(0.0, options.learning_rate, max(options.warmup_steps, 1))

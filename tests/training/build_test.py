@@ -127,7 +127,9 @@ def _convolution_dtypes(hlo: str) -> set[str]:
 
 
 def test_bf16_training_steps_keep_float32_parameters_and_finite_gradients(root):
-  """Whole-model bf16 with style mixing: all four phases, jitted; the state stays float32 and every gradient finite."""
+  """Whole-model bf16 with style mixing: G's main phase and D's R1 phase (its double backward), jitted; the state
+  stays float32 and every gradient finite. (The other two phases reuse these programs' pieces; compiling them too
+  doubled the test's time.)"""
   config = _config(root, compute_dtype='bfloat16')
   config.model.texture_resolution = 16  # one texture synthesis block less to compile
   config.train.style_mixing_prob = 0.5
@@ -144,20 +146,20 @@ def test_bf16_training_steps_keep_float32_parameters_and_finite_gradients(root):
 
   # Compile time dominates: the four programs compile ahead of time on two threads (XLA releases the GIL).
   with futures.ThreadPoolExecutor(2) as pool:
-    phases = ('g_main', 'g_reg', 'd_main', 'd_reg')  # the longest compiles first
+    phases = ('g_main', 'd_reg')
     lowered, compiled = zip(*pool.map(lower_and_compile, phases), strict=True)
   lowered, compiled = dict(zip(phases, lowered, strict=True)), dict(zip(phases, compiled, strict=True))
   assert _convolution_dtypes(lowered['g_main'].as_text()) == {'bf16', 'f32'}
   before = jax.tree.map(np.array, state)
   metrics = {}
-  for phase in ('g_reg', 'g_main', 'd_reg', 'd_main'):
+  for phase in phases:
     _, g_rest, d_rest = step_fns[phase].args
     state, phase_metrics = compiled[phase](state, batch, rng, g_rest, d_rest)
     metrics |= jax.device_get(phase_metrics)
   for name, value in metrics.items():
     assert np.isfinite(value), name
   # The norms are of the gradients before the NaN/inf scrub: finite means every gradient was.
-  assert metrics['g/grad_norm'] > 0 and metrics['d/grad_norm'] > 0 and metrics['d/r1'] > 0
+  assert metrics['g/grad_norm'] > 0 and metrics['d/r1'] > 0
   for path, leaf in jax.tree_util.tree_leaves_with_path(state):
     if jnp.issubdtype(leaf.dtype, jnp.floating):
       assert leaf.dtype == jnp.float32, jax.tree_util.keystr(path)
