@@ -456,7 +456,8 @@ def main(argv=None) -> None:
     print(
       f'step {result["step"]} (EMA) hair-region opacity: bald render {summary["bald/hair_alpha"]:.3f} '
       f"(away from the head's edge {summary['bald/hair_alpha_core']:.3f}), haired render "
-      f'{summary["haired/hair_alpha"]:.3f}; swap PSNR {summary["hair_swap/image/psnr"]:.2f} dB'
+      f'{summary["haired/hair_alpha"]:.3f}; swap PSNR {summary["hair_swap/image/psnr"]:.2f} dB '
+      f'(hair region {summary["hair_swap/hair/psnr"]:.2f} dB, L1 {summary["hair_swap/hair/l1"]:.4f})'
     )
     print(f'figures and grids in {result["outputs"]}')
     return

@@ -14,6 +14,9 @@ hairstyle, at every camera), so both are measured here at the run's held-out cam
   swap ground truth; L1, PSNR, SSIM, LPIPS as ``evaluate`` (whole image on white and the
   ground truth's foreground);
 * ``bald``: A's bald render against A's bald ground truth, same figures;
+* both sets also give ``hair/l1`` and ``hair/psnr``: the figures over the pixels where the
+  ground truth differs from A's bald head by hair (swap: B's hair on A; bald: A's own hair,
+  which the bald render must leave as background), at the output resolution;
 * ``hair_alpha``: the mean opacity of the raw render over the hair region (pixels where
   A's haired ground truth is opaque, alpha > 0.5, and its bald one is not, < 0.5; at the
   raw render's resolution), for the bald render (``bald``: should be ~0 once hair is
@@ -42,6 +45,7 @@ from head360_jax import checkpoint
 from head360_jax import evaluate as evaluate_lib
 from head360_jax.data import layout, sources, transforms
 from head360_jax.geometry import obj
+from head360_jax.metrics import image as image_metrics
 from head360_jax.training import steps as steps_lib
 
 HAIR_REGION_THRESHOLD = 0.5
@@ -137,6 +141,9 @@ def load_hair_sets(config, *, limit: int | None = None) -> dict[str, list[dict]]
       image_swap, alpha_swap = decoded['path']
       swap.append(record | {'hair': np.int32(1), 'image': image_swap, 'alpha': alpha_swap, 'hair_region': region})
       swap[-1]['hair_core'] = core
+      # where the ground truth shows hair: B's hair on A (swap) / A's own hair (bald: should now be background)
+      bald_full = decoded['bald_path'][1] < HAIR_REGION_THRESHOLD
+      swap[-1]['hair_image'] = ((alpha_swap > HAIR_REGION_THRESHOLD) & bald_full).astype(np.float32)
       if (key, image['view']) not in seen:  # A's bald truth once per camera, however many hairs A borrows
         seen.add((key, image['view']))
         image_bald, alpha_bald = decoded['bald_path']
@@ -149,6 +156,7 @@ def load_hair_sets(config, *, limit: int | None = None) -> dict[str, list[dict]]
             'alpha': alpha_bald,
             'hair_region': region,
             'hair_core': core,
+            'hair_image': ((decoded['haired_path'][1] > HAIR_REGION_THRESHOLD) & bald_full).astype(np.float32),
           }
         )
   if not swap:
@@ -177,6 +185,8 @@ class HairEvaluator:
       inputs = steps_lib.generator_inputs(holder, batch, jax.random.key(0), 0.0)
       out = render(nnx.merge(graphdef, state), inputs, jax.random.key(0))
       figures = evaluate_lib.image_figures(out['image'], batch['image'], batch['alpha'], lpips_params)
+      figures['hair/l1'] = image_metrics.l1(out['image'], batch['image'], mask=batch['hair_image'])
+      figures['hair/psnr'] = image_metrics.psnr(out['image'], batch['image'], mask=batch['hair_image'])
       for name, key in (('hair', 'hair_region'), ('core', 'hair_core')):
         region = batch[key]
         figures[f'{name}_opacity'] = (out['image_alpha'] * region).sum(axis=(1, 2, 3))
