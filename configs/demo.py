@@ -6,7 +6,7 @@ Command (run by ``scripts/demo.sh``; dataset from ``build_dataset --resolution 1
       --config.data.root=runs/demo/anny_small
 
 Expected (2-core CPU, 0.37-0.48 s/step): 64² output from 32² raw renders, 1000 steps in
-8-11 minutes; held-out PSNR 20.9 dB; the held-out figures of G_ema every 250 steps. Against ``tiny`` (GAN + L1,
+8-11 minutes; held-out PSNR 21.9 dB; the held-out figures of G_ema every 250 steps. Against ``tiny`` (GAN + L1,
 ``g_lr`` 0.0025, two super-resolution blocks, so the 32² raw render is first resized down
 to 16²) it trains L1 only at 4× the learning rate through one block that takes the raw
 render at its own size; the comparison runs are in ``docs/quality.md``.
