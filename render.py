@@ -6,6 +6,7 @@ Usage::
   .venv/bin/python render.py --workdir runs/demo/run --seeds 0-7 --expression jawOpen=0.7,eyeBlinkLeft=1
   .venv/bin/python render.py --workdir runs/demo/run --identities 0 --hair_from 2   # identity 0 with 2's hair
   .venv/bin/python render.py --workdir runs/demo/stage2 --identities 0,1 --bald       # without hair (stage 2)
+  .venv/bin/python render.py --workdir runs/demo/run --identities 0 --arkit_csv take.csv  # Live Link Face take
   .venv/bin/python render.py --workdir runs/demo/run --fitted runs/demo/fitted/man/fitted.npz --expression jawOpen=1
 
 For each head it writes ``<output>/<head>_orbit.png`` (a grid of the views) and
@@ -22,6 +23,7 @@ a stage-1 run only the mesh-covered part of its planes (it never learnt to detac
 import pathlib
 import sys
 
+import numpy as np
 from absl import app, flags
 from tqdm import tqdm
 
@@ -30,6 +32,11 @@ _OUTPUT = flags.DEFINE_string('output', None, 'Output folder (default: <workdir>
 _IDENTITIES = flags.DEFINE_string('identities', '', 'Training identities, e.g. "0,2" or "0-3".')
 _SEEDS = flags.DEFINE_string('seeds', '', 'Seeds of new heads, e.g. "0-7".')
 _HAIR_FROM = flags.DEFINE_integer('hair_from', None, 'Take the hair code of this training identity (hair swap).')
+_ARKIT_CSV = flags.DEFINE_string(
+  'arkit_csv', None, 'A Live Link Face CSV take: animate each head with its per-frame ARKit weights (MP4).'
+)
+_IGNORE_HEAD = flags.DEFINE_boolean('ignore_head_rotation', False, 'With --arkit_csv: keep the frontal camera.')
+_FRAMES = flags.DEFINE_boolean('frames', False, 'With --arkit_csv: also write every frame as a PNG.')
 _BALD = flags.DEFINE_boolean('bald', False, 'Render without the hair (static) planes: bald heads of a stage-2 run.')
 _EXPRESSION = flags.DEFINE_string('expression', '', 'ARKit weights, e.g. "jawOpen=0.6,eyeBlinkLeft=1".')
 _VIEWS = flags.DEFINE_integer('views', 24, 'Number of views on the 360 deg orbit.')
@@ -63,6 +70,42 @@ def parse_ranges(text: str) -> list[int]:
   return values
 
 
+def _render_take(renderer, heads, fitted_head, hair, output: pathlib.Path) -> None:
+  """Animates every head with the Live Link Face take of ``--arkit_csv``: ``<head>_<take>.mp4`` (+ frames)."""
+  from head360_jax import inference
+  from head360_jax.fitting import fitted
+  from head360_jax.geometry import bilinear, livelink
+
+  try:
+    take = livelink.read_take(_ARKIT_CSV.value)
+  except (OSError, livelink.TakeError) as error:
+    sys.exit(f'render.py: {error}')
+  head_rotation = np.zeros_like(take.head) if _IGNORE_HEAD.value else take.head
+  labels = livelink.head_labels(head_rotation, base_pitch_deg=_PITCH.value)
+  stem = pathlib.Path(_ARKIT_CSV.value).stem
+  jobs = [(name, code) for name, code in heads] + ([('fitted', None)] if fitted_head is not None else [])
+  for name, code in jobs:
+    frames = []
+    if code is not None:
+      s, t, h = code
+      ws = renderer.styles(t, h if hair is None else hair, _PSI.value)
+    for i in tqdm(range(len(take)), desc=f'{name} {stem}', unit='frame'):
+      if code is None:
+        image = fitted.render(renderer, fitted_head, take.weights[i], labels[i : i + 1], bald=_BALD.value)
+      else:
+        vertices = bilinear.vertices(renderer.model, s, take.weights[i])
+        image = renderer.render_styles(ws, vertices, labels[i : i + 1], bald=_BALD.value)
+      frames.append(inference.to_uint8(image)[0])
+    frames = np.stack(frames)
+    inference.write_video(output / f'{name}_{stem}.mp4', frames, fps=round(take.fps))
+    if _FRAMES.value:
+      folder = output / f'{name}_{stem}_frames'
+      folder.mkdir(exist_ok=True)
+      for i, frame in enumerate(frames):
+        inference.write_image(folder / f'{i:05d}.png', frame)
+  print(f'wrote {len(jobs)} animation(s) of {len(take)} frames at {take.fps:g} fps to {output}')
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -92,6 +135,9 @@ def main(argv: list[str]) -> None:
     head = fitted.load(_FITTED.value) if _FITTED.value else None
   except (FileNotFoundError, ValueError) as error:
     sys.exit(f'render.py: {error}')
+  if _ARKIT_CSV.value:
+    _render_take(renderer, heads, head, hair, output)
+    return
   suffix = ('_' + _EXPRESSION.value.replace('=', '').replace(',', '_')) if _EXPRESSION.value else ''
   suffix += f'_hair{_HAIR_FROM.value:03d}' if hair is not None else ''
   suffix += '_bald' if _BALD.value else ''
