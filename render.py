@@ -37,6 +37,18 @@ _ARKIT_CSV = flags.DEFINE_string(
 )
 _IGNORE_HEAD = flags.DEFINE_boolean('ignore_head_rotation', False, 'With --arkit_csv: keep the frontal camera.')
 _FRAMES = flags.DEFINE_boolean('frames', False, 'With --arkit_csv: also write every frame as a PNG.')
+_INTERPOLATE = flags.DEFINE_enum(
+  'interpolate',
+  None,
+  ['all', 'shape', 'style', 'hair', 'expression'],
+  'Interpolate through the heads of --identities then --seeds (in that order) instead of orbiting each: what moves.',
+)
+_INTERP_FRAMES = flags.DEFINE_integer('interp_frames', 24, 'With --interpolate: frames per pair of heads.')
+_SLERP = flags.DEFINE_boolean('slerp', False, 'With --interpolate: spherical interpolation of codes and styles.')
+_INTERP_ORBIT = flags.DEFINE_boolean('interp_orbit', False, 'With --interpolate: orbit the camera once meanwhile.')
+_INTERP_EXPRESSIONS = flags.DEFINE_string(
+  'interp_expressions', '', 'With --interpolate: ARKit weights per head, ";"-separated (default: --expression).'
+)
 _BALD = flags.DEFINE_boolean('bald', False, 'Render without the hair (static) planes: bald heads of a stage-2 run.')
 _EXPRESSION = flags.DEFINE_string('expression', '', 'ARKit weights, e.g. "jawOpen=0.6,eyeBlinkLeft=1".')
 _VIEWS = flags.DEFINE_integer('views', 24, 'Number of views on the 360 deg orbit.')
@@ -68,6 +80,43 @@ def parse_ranges(text: str) -> list[int]:
     except ValueError:
       raise ValueError(f'expected integers or ranges like 0-3, got {item!r}') from None
   return values
+
+
+def _render_interpolation(renderer, heads, b, hair, output: pathlib.Path) -> None:
+  """``--interpolate``: one video through all heads (``head360_jax.interpolation``)."""
+  from head360_jax import inference, interpolation
+  from head360_jax.geometry import arkit, bilinear
+
+  per_head = [part for part in _INTERP_EXPRESSIONS.value.split(';')] if _INTERP_EXPRESSIONS.value else []
+  try:
+    if per_head and len(per_head) != len(heads):
+      raise ValueError(f'--interp_expressions gives {len(per_head)} expressions for {len(heads)} heads')
+    expressions = [arkit.parse(text) for text in per_head] or [b] * len(heads)
+    stops = []
+    for (_, (s, t, h)), weights in zip(heads, expressions, strict=True):
+      ws = {k: np.asarray(v) for k, v in renderer.styles(t, h if hair is None else hair, _PSI.value).items()}
+      stops.append((s, ws, weights))
+    frames_path = interpolation.path(stops, _INTERP_FRAMES.value, mode=_INTERPOLATE.value, spherical=_SLERP.value)
+  except ValueError as error:
+    sys.exit(f'render.py: {error}')
+  n = len(frames_path)
+  if _INTERP_ORBIT.value:
+    labels = inference.orbit_labels(n, _PITCH.value)
+  else:
+    labels = np.repeat(inference.orbit_labels(1, _PITCH.value), n, axis=0)
+  frames = []
+  for i, (s, ws, weights) in enumerate(tqdm(frames_path, desc='interpolate', unit='frame')):
+    vertices = bilinear.vertices(renderer.model, s, weights)
+    image = renderer.render_styles(ws, vertices, labels[i : i + 1], bald=_BALD.value)
+    frames.append(inference.to_uint8(image)[0])
+  frames = np.stack(frames)
+  kind = 'slerp' if _SLERP.value else 'lerp'
+  stem = output / f'interp_{_INTERPOLATE.value}_{kind}_{"-".join(name for name, _ in heads)}'
+  inference.write_image(stem.with_suffix('.png'), inference.image_grid(frames, columns=min(_INTERP_FRAMES.value, 12)))
+  inference.write_video(stem.with_suffix('.gif'), frames)
+  if _MP4.value:
+    inference.write_video(stem.with_suffix('.mp4'), frames)
+  print(f'wrote {n} interpolation frames ({_INTERPOLATE.value}, {kind}) to {stem}.png/.gif')
 
 
 def _render_take(renderer, heads, fitted_head, hair, output: pathlib.Path) -> None:
@@ -137,6 +186,9 @@ def main(argv: list[str]) -> None:
     sys.exit(f'render.py: {error}')
   if _ARKIT_CSV.value:
     _render_take(renderer, heads, head, hair, output)
+    return
+  if _INTERPOLATE.value:
+    _render_interpolation(renderer, heads, b, hair, output)
     return
   suffix = ('_' + _EXPRESSION.value.replace('=', '').replace(',', '_')) if _EXPRESSION.value else ''
   suffix += f'_hair{_HAIR_FROM.value:03d}' if hair is not None else ''

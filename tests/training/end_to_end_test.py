@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from configs import tiny
-from head360_jax import evaluate, inference
+from head360_jax import evaluate, inference, interpolation
 from head360_jax.data import build_dataset
-from head360_jax.geometry import arkit, rig
+from head360_jax.geometry import arkit, bilinear, rig
 from head360_jax.training import loop
 from head360_jax.training.build import build_models
 
@@ -78,5 +78,16 @@ def test_train_resume_evaluate_render(dataset, tmp_path):
   assert np.abs(open_jaw - neutral).max() > 0  # the expression reaches the image through the mesh
   swapped = renderer.render(s, t, renderer.identity(0)[2], np.zeros(52, np.float32), labels)
   assert np.abs(swapped - neutral).max() > 0  # a different hair code changes the render
+  # Interpolation endpoints are the endpoint heads' own renders (same cameras, so the compiled render is reused).
+  stops = []
+  for i in (1, 0):
+    code_s, code_t, code_h = renderer.identity(i)
+    ws = {k: np.asarray(v) for k, v in renderer.styles(code_t, code_h).items()}
+    stops.append((code_s, ws, np.zeros(52, np.float32)))
+  path = interpolation.path(stops, 3, spherical=True)
+  for (path_s, path_ws, path_b), i in ((path[0], 1), (path[-1], 0)):
+    image = renderer.render_styles(path_ws, bilinear.vertices(renderer.model, path_s, path_b), labels)
+    own = renderer.render(*renderer.identity(i), np.zeros(52, np.float32), labels)
+    assert np.abs(image - own).max() <= 1e-5
   inference.write_video(tmp_path / 'orbit.gif', inference.to_uint8(neutral))
   assert (tmp_path / 'orbit.gif').stat().st_size > 0
