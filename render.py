@@ -49,6 +49,11 @@ _INTERP_ORBIT = flags.DEFINE_boolean('interp_orbit', False, 'With --interpolate:
 _INTERP_EXPRESSIONS = flags.DEFINE_string(
   'interp_expressions', '', 'With --interpolate: ARKit weights per head, ";"-separated (default: --expression).'
 )
+_EXPORT_MESH = flags.DEFINE_boolean(
+  'export_mesh', False, 'Also write each head as <head>.obj (parametric mesh) and <head>_field.ply (marching cubes).'
+)
+_MESH_RESOLUTION = flags.DEFINE_integer('mesh_resolution', 96, 'With --export_mesh: density grid side.')
+_MESH_LEVEL = flags.DEFINE_float('mesh_level', 20.0, 'With --export_mesh: raw density of the iso-surface.')
 _BALD = flags.DEFINE_boolean('bald', False, 'Render without the hair (static) planes: bald heads of a stage-2 run.')
 _EXPRESSION = flags.DEFINE_string('expression', '', 'ARKit weights, e.g. "jawOpen=0.6,eyeBlinkLeft=1".')
 _VIEWS = flags.DEFINE_integer('views', 24, 'Number of views on the 360 deg orbit.')
@@ -80,6 +85,27 @@ def parse_ranges(text: str) -> list[int]:
     except ValueError:
       raise ValueError(f'expected integers or ranges like 0-3, got {item!r}') from None
   return values
+
+
+def _export_mesh(renderer, stem: pathlib.Path, s, ws, b) -> None:
+  """``--export_mesh``: the parametric OBJ and the field's marching-cubes PLY; prints the surface-to-mesh distance."""
+  from head360_jax import mesh_export
+
+  vertices = mesh_export.parametric_obj(stem.with_suffix('.obj'), renderer.model, s, b)
+  try:
+    surface = mesh_export.field_surface(
+      renderer.generator, ws, vertices, _MESH_RESOLUTION.value, level=_MESH_LEVEL.value, bald=_BALD.value
+    )
+  except ValueError as error:
+    print(f'{stem.name}: no field surface ({error}); wrote {stem}.obj only')
+    return
+  surface.export(stem.with_name(stem.name + '_field.ply'))
+  d = mesh_export.surface_distance_mm(surface, vertices, renderer.model.faces, renderer.model.mm_per_unit)
+  print(
+    f'{stem.name}: {stem}.obj ({len(vertices)} vertices) and _field.ply ({len(surface.vertices)} vertices, '
+    f'watertight {surface.is_watertight}); field surface to mesh: median {d["median_mm"]:.1f} mm, '
+    f'90th percentile {d["p90_mm"]:.1f} mm (hair included)'
+  )
 
 
 def _render_interpolation(renderer, heads, b, hair, output: pathlib.Path) -> None:
@@ -196,6 +222,9 @@ def main(argv: list[str]) -> None:
   for name, (s, t, h) in tqdm(heads, desc='render', unit='head', disable=not heads):
     frames = renderer.render(s, t, h if hair is None else hair, b, labels, psi=_PSI.value, bald=_BALD.value)
     frames = inference.to_uint8(frames)
+    if _EXPORT_MESH.value:
+      ws = renderer.styles(t, h if hair is None else hair, _PSI.value)
+      _export_mesh(renderer, output / f'{name}{suffix}', s, ws, b)
     stem = output / f'{name}{suffix}_orbit'
     inference.write_image(stem.with_suffix('.png'), inference.image_grid(frames, columns=min(8, len(frames))))
     inference.write_video(stem.with_suffix('.gif'), frames)
