@@ -14,7 +14,7 @@ too small, no face) exits with one message and writes nothing.
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training work directory (config.json + checkpoints).', required=True)
 _IMAGE = flags.DEFINE_string('image', None, 'The photo to fit (one face).', required=True)
@@ -48,6 +48,8 @@ _COMPILATION_CACHE = flags.DEFINE_boolean(
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:  # progress and results only; --verbosity=0 brings INFO logs back
+    logging.set_verbosity(logging.WARNING)
   from head360_jax import checkpoint, compilation_cache
 
   compilation_cache.enable(_COMPILATION_CACHE.value)

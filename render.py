@@ -24,7 +24,7 @@ import pathlib
 import sys
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 from tqdm import tqdm
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training work directory (config.json + checkpoints).')
@@ -184,6 +184,8 @@ def _render_take(renderer, heads, fitted_head, hair, output: pathlib.Path) -> No
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:  # progress and results only; --verbosity=0 brings INFO logs back
+    logging.set_verbosity(logging.WARNING)
   from head360_jax import checkpoint, compilation_cache
 
   compilation_cache.enable(_COMPILATION_CACHE.value)
