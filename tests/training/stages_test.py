@@ -3,50 +3,30 @@
 import jax
 import numpy as np
 import pytest
+import toy_run
 from flax import nnx
 
 from configs import refine as refine_config
-from configs import stage2, tiny
+from configs import stage2
 from head360_jax import checkpoint, evaluate, hair_eval, inference, parallel
-from head360_jax.data import build_dataset
-from head360_jax.geometry import rig
 from head360_jax.training import loop, refine_loop
 from head360_jax.training import state as state_lib
 from head360_jax.training.build import build_models
 
 pytestmark = pytest.mark.slow  # minutes on 2 cores: started first (tests/conftest.py)
 
-RES = 32
+RES = toy_run.RES
 
 
 @pytest.fixture(scope='module')
 def dataset(tmp_path_factory):
   root = tmp_path_factory.mktemp('anny32')
-  build_dataset.build(
-    root,
-    rig=rig.load_rig('anny'),
-    num_identities=2,
-    expressions=['jawOpen', 'neutral'],
-    resolution=RES,
-    seed=0,
-    progress=False,
-    swap_pairs=1,  # identity 0 with identity 1's hair, for the hair protocol
-  )
+  # identity 0 with identity 1's hair, for the hair protocol
+  toy_run.build(root, swap_pairs=1)
   return root
 
 
-def _config(root, steps):
-  """end_to_end_test's toy model (the persistent compilation cache shares programs between the files)."""
-  config = tiny.get_config()
-  model = config.model
-  model.texture_resolution = model.plane_resolution = 32
-  model.neural_resolution, model.output_resolution, model.sr_channels = 16, RES, (16,)
-  model.num_coarse = model.num_fine = 6
-  config.train.update(
-    batch_size=2, steps=steps, log_every=1, sample_every=2, num_samples=2, checkpoint_every=2, density_reg_points=32
-  )
-  config.data.update(root=str(root), resolution=RES, held_out_views=(30,))
-  return config
+_config = toy_run.config
 
 
 def test_stage2_starts_from_stage1_resumes_itself_and_renders_bald(dataset, tmp_path):
