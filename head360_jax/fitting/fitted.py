@@ -74,7 +74,9 @@ def render(
   bald: bool = False,
   w_hair: np.ndarray | None = None,
 ) -> np.ndarray:
-  """Images (n, R, R, 3) in [-1, 1] of the fitted head with ARKit weights ``b`` (52,) from ``labels`` (n, 25).
+  """Images (n, R, R, 3) in [-1, 1] of the fitted head with ARKit weights ``b`` from ``labels`` (n, 25).
+
+  ``b`` is (52,) for every camera or (n, 52), one expression per camera (an animation).
 
   ``bald`` renders it without the static/hair planes; ``w_hair`` (w,) replaces its fitted hair
   style (a hair swap: e.g. ``renderer.styles(t, h)['hair'][0]`` of a training identity).
