@@ -58,6 +58,9 @@ _EXPORT_MESH = flags.DEFINE_boolean(
   'export_mesh', False, 'Also write each head as <head>.obj (parametric mesh) and <head>_field.ply (marching cubes).'
 )
 _MESH_RESOLUTION = flags.DEFINE_integer('mesh_resolution', 96, 'With --export_mesh: density grid side.')
+_TEXTURE_RESOLUTION = flags.DEFINE_integer(
+  'texture_resolution', 256, 'With --export_mesh: side of the baked RGB texture (<head>.png + .mtl); 0 = none.'
+)
 _MESH_LEVEL = flags.DEFINE_float('mesh_level', 20.0, 'With --export_mesh: raw density of the iso-surface.')
 _BALD = flags.DEFINE_boolean('bald', False, 'Render without the hair (static) planes: bald heads of a stage-2 run.')
 _EXPRESSION = flags.DEFINE_string('expression', '', 'ARKit weights, e.g. "jawOpen=0.6,eyeBlinkLeft=1".')
@@ -98,19 +101,27 @@ def parse_ranges(text: str) -> list[int]:
 def _export_mesh(renderer, stem: pathlib.Path, s, ws, b) -> None:
   """``--export_mesh``: the parametric OBJ and the field's marching-cubes PLY; prints the surface-to-mesh distance."""
   from head360_jax import mesh_export
+  from head360_jax.geometry import bilinear
 
-  vertices = mesh_export.parametric_obj(stem.with_suffix('.obj'), renderer.model, s, b)
+  texture = None
+  if _TEXTURE_RESOLUTION.value > 0:
+    mesh = np.asarray(bilinear.vertices(renderer.model, s, b), np.float32)
+    texture = mesh_export.bake_texture(
+      renderer.generator, ws, mesh, renderer.model, _TEXTURE_RESOLUTION.value, bald=_BALD.value
+    )
+  vertices = mesh_export.parametric_obj(stem.with_suffix('.obj'), renderer.model, s, b, texture)
   try:
     surface = mesh_export.field_surface(
       renderer.generator, ws, vertices, _MESH_RESOLUTION.value, level=_MESH_LEVEL.value, bald=_BALD.value
     )
   except ValueError as error:
-    print(f'{stem.name}: no field surface ({error}); wrote {stem}.obj only')
+    print(f'{stem.name}: no field surface ({error}); wrote {stem}.obj (+ .mtl/.png texture) only')
     return
   surface.export(stem.with_name(stem.name + '_field.ply'))
   d = mesh_export.surface_distance_mm(surface, vertices, renderer.model.faces, renderer.model.mm_per_unit)
   print(
-    f'{stem.name}: {stem}.obj ({len(vertices)} vertices) and _field.ply ({len(surface.vertices)} vertices, '
+    f'{stem.name}: {stem}.obj ({len(vertices)} vertices{", baked texture .png/.mtl" if texture is not None else ""}) '
+    f'and _field.ply ({len(surface.vertices)} vertices, '
     f'watertight {surface.is_watertight}); field surface to mesh: median {d["median_mm"]:.1f} mm, '
     f'90th percentile {d["p90_mm"]:.1f} mm (hair included)'
   )

@@ -191,6 +191,8 @@ def write_obj(
   faces: np.ndarray,
   uvs: np.ndarray | None = None,
   face_uvs: np.ndarray | None = None,
+  *,
+  material: tuple[str, str] | None = None,
 ) -> None:
   """Writes a triangle mesh as OBJ, atomically (temporary file and rename).
 
@@ -203,6 +205,7 @@ def write_obj(
     faces: (f, 3) 0-based vertex indices.
     uvs: optional (t, 2) texture coordinates.
     face_uvs: (f, 3) 0-based indices into ``uvs``; required exactly when ``uvs`` is given.
+    material: ``(mtl file name, material name)``: ``mtllib``/``usemtl`` lines for every face.
 
   Raises:
     ValueError: naming ``path``, for wrong shapes, indices out of range, or only one of
@@ -216,7 +219,9 @@ def write_obj(
     raise ValueError(f'{path}: faces must be (f, 3) indices into {len(vertices)} vertices')
   if (uvs is None) != (face_uvs is None):
     raise ValueError(f'{path}: give both uvs and face_uvs, or neither')
-  chunks = [('v %.9g %.9g %.9g\n' * len(vertices)) % tuple(vertices.ravel().tolist())]
+  chunks = [f'mtllib {material[0]}\n'] if material else []
+  chunks.append(('v %.9g %.9g %.9g\n' * len(vertices)) % tuple(vertices.ravel().tolist()))
+  chunks += [f'usemtl {material[1]}\n'] if material else []
   if uvs is None:
     chunks.append(('f %d %d %d\n' * len(faces)) % tuple((faces + 1).ravel().tolist()))
   else:
