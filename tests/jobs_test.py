@@ -175,3 +175,9 @@ def test_gallery_loads_every_image_in_headless_chromium(toy, tmp_path):
   pixels = iio.imread(shot)[..., :3].astype(int)
   # the renders: 192 px tiles of non-background colour (the page is #fafafa with white cards)
   assert (np.abs(pixels - 250).max(axis=-1) > 40).mean() > 0.05
+
+
+def test_the_example_job_in_docs_parses():
+  job = jobs.load(REPO / 'docs' / 'example_job.yaml')
+  assert len(job.items) == 6 * 3 * 2  # heads x expressions x cameras
+  assert job.items[0].checkpoint.workdir == REPO / 'runs' / 'demo' / 'run'
