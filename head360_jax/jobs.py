@@ -588,8 +588,8 @@ def gallery_html(manifest: dict) -> str:
           image = f'<img src="{html.escape(pngs[0])}" alt="view">'
         what = (
           f'{html.escape(camera["name"])}: {camera["views"]} view(s), yaw {camera["yaw"]:g}°, pitch '
-          f'{camera["pitch"]:g}°; expression {html.escape(expression["name"])} '
-          f'<code>{html.escape(expression["arkit"] or "neutral")}</code>'
+          f'{camera["pitch"]:g}°; expression {html.escape(expression["name"])}'
+          + (f' <code>{html.escape(expression["arkit"])}</code>' if expression['arkit'] else '')
         )
       extras = [f'psi {record["psi"]:g}']
       extras += [f'hair of identity {record["hair_from"]}'] if record['hair_from'] is not None else []
