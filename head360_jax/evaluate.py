@@ -417,6 +417,29 @@ def _evaluate_refine_run(workdir, own, build_models, *, step, nets, write, seen_
   }
 
 
+def _back_view(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+  """``--protocol back_view``: face rates from behind and in front, renders vs ground truth; JSON in ``eval/``."""
+  from head360_jax import inference
+  from head360_jax.metrics import back_view
+
+  try:
+    renderer = inference.HeadRenderer(args.workdir, step=args.step)
+    identities = range(len(renderer.model.identity_codes))
+    result = back_view.evaluate_back_view(renderer, list(identities))
+  except (FileNotFoundError, ValueError) as error:
+    parser.exit(1, f'evaluate: {error}\n')
+  out = pathlib.Path(args.workdir) / 'eval' / f'back_view_step_{renderer.step}.json'
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(result, indent=1) + '\n')
+  print(
+    f'step {renderer.step} (EMA), {len(identities)} identities, detector threshold 0.5: faces detected from behind '
+    f'(yaw 150-210 deg) in {100 * result["render/back_rate"]:.0f} % of renders vs '
+    f'{100 * result["truth/back_rate"]:.0f} % of the ground truth (excess {100 * result["back_excess"]:+.0f} '
+    f'points); from the front (yaw -30-30 deg) {100 * result["render/front_rate"]:.0f} % vs '
+    f'{100 * result["truth/front_rate"]:.0f} %; {out}'
+  )
+
+
 def main(argv=None) -> None:
   from head360_jax.training.build import build_models
 
@@ -430,9 +453,10 @@ def main(argv=None) -> None:
   parser.add_argument(
     '--protocol',
     default='table3',
-    choices=('table3', 'hair_swap'),
+    choices=('table3', 'hair_swap', 'back_view'),
     help="table3: held-out views/expressions (default); hair_swap: swaps and bald renders vs the builder's "
-    'swap ground truth (head360_jax/hair_eval.py; needs build_dataset --swap-pairs)',
+    'swap ground truth (head360_jax/hair_eval.py; needs build_dataset --swap-pairs); back_view: faces detected '
+    'on renders from behind, beside the ground truth (head360_jax/metrics/back_view.py)',
   )
   parser.add_argument('--grid_to', default=None, help='also copy comparison.png into this folder (e.g. the renders)')
   parser.add_argument('--no-step0', dest='step0', action='store_false', help='skip scoring the step-0 networks')
@@ -460,6 +484,9 @@ def main(argv=None) -> None:
       f'(hair region {summary["hair_swap/hair/psnr"]:.2f} dB, L1 {summary["hair_swap/hair/l1"]:.4f})'
     )
     print(f'figures and grids in {result["outputs"]}')
+    return
+  if args.protocol == 'back_view':
+    _back_view(parser, args)
     return
   seen_views = tuple(int(v) for v in filter(None, args.seen_views.split(',')))
   result = evaluate_run(
