@@ -40,6 +40,10 @@ def test_train_resume_evaluate_render(dataset, tmp_path):
   assert min(resumed) == 3  # resumed after step 2, did not start over
   assert sorted(p.name for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit()) == ['2', '3']
   assert json.loads((workdir / 'config.json').read_text())['model']['output_resolution'] == RES
+  # sample grids of G_ema every sample_every (2) steps, at the output and the raw (neural) resolution
+  sample = np.asarray(Image.open(workdir / 'samples' / 'samples_image_000002.png'))
+  assert sample.shape[-1] == 3 and sample.size >= 2 * RES * RES * 3  # the 2 samples
+  assert any((workdir / 'samples').glob('samples_image_raw_*.png'))
 
   result = evaluate.evaluate_run(workdir, build_models, nets=('alex',))
   trained, initial = result['trained'], result['step0']
