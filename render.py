@@ -74,7 +74,10 @@ _NO_REFINE = flags.DEFINE_boolean(
   'no_refine', False, 'With a RefineNet run (configs/*_refine.py) as --workdir: skip the RefineNet.'
 )
 _JOB = flags.DEFINE_string(
-  'job', None, 'A job file (JSON/YAML, head360_jax/jobs.py): runs x heads x expressions/takes x cameras into --output.'
+  'job',
+  None,
+  'A job file (JSON/YAML, head360_jax/jobs.py): runs x heads x expressions/takes x cameras into --output '
+  '(default: the job file without its suffix).',
 )
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 8, 'Cameras (or take frames) rendered per generator call.')
 _COMPILATION_CACHE = flags.DEFINE_boolean(
