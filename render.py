@@ -85,22 +85,6 @@ _COMPILATION_CACHE = flags.DEFINE_boolean(
 )
 
 
-def parse_ranges(text: str) -> list[int]:
-  """``"0,2,5-7"`` -> ``[0, 2, 5, 6, 7]``.
-
-  Raises:
-    ValueError: on a malformed item.
-  """
-  values = []
-  for item in filter(None, (part.strip() for part in text.split(','))):
-    first, _, last = item.partition('-')
-    try:
-      values.extend(range(int(first), int(last or first) + 1))
-    except ValueError:
-      raise ValueError(f'expected integers or ranges like 0-3, got {item!r}') from None
-  return values
-
-
 def _export_mesh(renderer, stem: pathlib.Path, s, ws, b) -> None:
   """``--export_mesh``: the parametric OBJ and the field's marching-cubes PLY; prints the surface-to-mesh distance."""
   from head360_jax import mesh_export
@@ -244,7 +228,7 @@ def main(argv: list[str]) -> None:
   from head360_jax.geometry import arkit
 
   try:
-    identities, seeds = parse_ranges(_IDENTITIES.value), parse_ranges(_SEEDS.value)
+    identities, seeds = inference.parse_ranges(_IDENTITIES.value), inference.parse_ranges(_SEEDS.value)
     b = arkit.parse(_EXPRESSION.value)
     labels = inference.orbit_labels(_VIEWS.value, _PITCH.value)
   except ValueError as error:

@@ -21,6 +21,22 @@ from head360_jax.geometry import bilinear, camera
 from head360_jax.training.build import build_models, identity_latents, new_head_latents
 
 
+def parse_ranges(text: str) -> list[int]:
+  """``"0,2,5-7"`` -> ``[0, 2, 5, 6, 7]`` (identities and seeds on the command line and in job files).
+
+  Raises:
+    ValueError: on a malformed item.
+  """
+  values = []
+  for item in filter(None, (part.strip() for part in text.split(','))):
+    first, _, last = item.partition('-')
+    try:
+      values.extend(range(int(first), int(last or first) + 1))
+    except ValueError:
+      raise ValueError(f'expected integers or ranges like 0-3, got {item!r}') from None
+  return values
+
+
 def orbit_labels(
   num_views: int,
   pitch_deg: float = 0.0,
