@@ -30,6 +30,7 @@ parameters; orbits turn when dragged.
 """
 
 import dataclasses
+import functools
 import hashlib
 import html
 import json
@@ -39,7 +40,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from head360_jax import assets
+from head360_jax import assets, inference
 
 MANIFEST = 'manifest.json'
 GALLERY = 'index.html'
@@ -101,10 +102,22 @@ class Job:
   path: pathlib.Path
   spec: dict  # the job as read, with defaults filled in (goes into the manifest)
   items: tuple[Item, ...]
-  psi: float
-  hair_from: int | None
-  bald: bool
-  mp4: bool
+
+  @property
+  def psi(self) -> float:
+    return self.spec['psi']
+
+  @property
+  def hair_from(self) -> int | None:
+    return self.spec['hair_from']
+
+  @property
+  def bald(self) -> bool:
+    return self.spec['bald']
+
+  @property
+  def mp4(self) -> bool:
+    return self.spec['mp4']
 
 
 def _slug(text: str) -> str:
@@ -131,17 +144,6 @@ def _read_spec(path: pathlib.Path) -> dict:
   return spec
 
 
-def _ranges(path: pathlib.Path, entry: str, text: str) -> list[int]:
-  values = []
-  for part in filter(None, (p.strip() for p in text.split(','))):
-    first, _, last = part.partition('-')
-    try:
-      values.extend(range(int(first), int(last or first) + 1))
-    except ValueError:
-      raise JobError(f'{path}: heads: {entry!r}: expected integers or ranges like 0-3') from None
-  return values
-
-
 def _heads(path: pathlib.Path, entries) -> list[str]:
   if not isinstance(entries, list) or not entries:
     raise JobError(f'{path}: heads: expected a non-empty list like [identity:0-3, seed:7, fitted:path/fitted.npz]')
@@ -153,7 +155,10 @@ def _heads(path: pathlib.Path, entries) -> list[str]:
     if kind == 'fitted':
       heads.append(f'fitted:{(path.parent / value.strip()).resolve()}')
     else:
-      heads.extend(f'{kind}:{i}' for i in _ranges(path, str(entry), value))
+      try:
+        heads.extend(f'{kind}:{i}' for i in inference.parse_ranges(value))
+      except ValueError as error:
+        raise JobError(f'{path}: heads: {entry!r}: {error}') from None
   return heads
 
 
@@ -244,10 +249,8 @@ def load(path: str | os.PathLike) -> Job:
   items = []
   for checkpoint in checkpoints:
     for head in heads:
-      items += [
-        Item(checkpoint, head, (str(name), text or ''), camera) for name in expressions for camera in cameras
-        for text in [expressions[name]]
-      ]  # fmt: skip
+      items += [Item(checkpoint, head, (str(name), text or ''), camera) for name, text in expressions.items()
+                for camera in cameras]  # fmt: skip
       items += [Item(checkpoint, head, take=take) for take in takes]
   full = {
     'runs': [{'name': c.name, 'workdir': str(c.workdir), 'step': c.step} for c in checkpoints],
@@ -260,7 +263,7 @@ def load(path: str | os.PathLike) -> Job:
     'bald': bool(spec.get('bald', False)),
     'mp4': bool(spec.get('mp4', False)),
   }
-  return Job(path, full, tuple(items), psi, hair_from, full['bald'], full['mp4'])
+  return Job(path, full, tuple(items))
 
 
 def sha256(path: pathlib.Path) -> str:
@@ -311,7 +314,7 @@ def _record(job: Job, item: Item, step: int, config_sha256: str) -> dict:
     'bald': job.bald,
   }
   if item.take is not None:
-    record['take'] = {'file': str(item.take), 'sha256': sha256(item.take)}
+    record['take'] = {'file': str(item.take), 'sha256': _take(item.take)[1]}
   else:
     record['expression'] = {'name': item.expression[0], 'arkit': item.expression[1]}
     record['camera'] = dataclasses.asdict(item.camera)
@@ -324,17 +327,16 @@ def _finished(folder: pathlib.Path, expected: dict) -> dict | None:
     stored = json.loads((folder / ITEM_RECORD).read_text())
   except (OSError, ValueError):
     return None
-  files = stored.pop('files', None)
-  stored.pop('frames', None)
-  stored.pop('fps', None)
-  if stored != expected or not isinstance(files, dict):
+  files = stored.get('files')
+  inputs = {key: value for key, value in stored.items() if key not in ('files', 'frames', 'fps')}
+  if inputs != expected or not isinstance(files, dict):
     return None
   root = folder.parents[3]
   for name, digest in files.items():
     file = root / name
     if not file.is_file() or sha256(file) != digest:
       return None
-  return json.loads((folder / ITEM_RECORD).read_text())
+  return stored
 
 
 def _write_png(path: pathlib.Path, image: np.ndarray) -> None:
@@ -344,8 +346,6 @@ def _write_png(path: pathlib.Path, image: np.ndarray) -> None:
 
 
 def _write_video(path: pathlib.Path, frames: np.ndarray, fps: int) -> None:
-  from head360_jax import inference
-
   tmp = path.with_name(f'.{path.stem}.partial{path.suffix}')
   inference.write_video(tmp, frames, fps=fps)
   os.replace(tmp, path)
@@ -373,13 +373,12 @@ class _Heads:
 
 def _render_frames(renderer, heads: _Heads, job: Job, item: Item) -> tuple[np.ndarray, float | None]:
   """uint8 frames (n, R, R, 3) of an item, and a take's frame rate."""
-  from head360_jax import inference
   from head360_jax.fitting import fitted
   from head360_jax.geometry import arkit, bilinear, livelink
 
   fps = None
   if item.take is not None:
-    take = livelink.read_take(item.take)
+    take = _take(item.take)[0]
     labels, weights, fps = livelink.head_labels(take.head), take.weights, take.fps
   else:
     camera = item.camera
@@ -456,8 +455,6 @@ def run(
   """
   from tqdm import tqdm
 
-  from head360_jax import inference
-
   root = pathlib.Path(output)
   root.mkdir(parents=True, exist_ok=True)
   make_renderer = make_renderer or (
@@ -511,11 +508,21 @@ def run(
 
 
 def _frame_count(item: Item) -> int:
-  if item.take is None:
-    return item.camera.views
+  return item.camera.views if item.take is None else len(_take(item.take)[0])
+
+
+def _take(path: pathlib.Path):
+  """``(livelink.Take, SHA-256)`` of a take file, read once per job however many heads and runs use it."""
+  stat = path.stat()
+  return _read_take(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_take(path: pathlib.Path, mtime_ns: int, size: int):
+  del mtime_ns, size  # cache key only: an edited file is read again
   from head360_jax.geometry import livelink
 
-  return len(livelink.read_take(item.take))
+  return livelink.read_take(path), sha256(path)
 
 
 _SCRIPT = """
