@@ -20,6 +20,7 @@ Legend: ``v`` vertices, ``f`` faces, ``t`` UV coordinates, ``g`` grid side, ``T`
 import functools
 import pathlib
 
+import imageio.v3 as iio
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,8 +28,11 @@ import trimesh
 from flax import nnx
 from skimage import measure
 
+from head360_jax import assets
 from head360_jax.geometry import bilinear, camera, obj
-from head360_jax.rendering import hexplane
+from head360_jax.rendering import hexplane, rasterize
+
+_rasterize = jax.jit(rasterize.rasterize, static_argnums=3)  # (uv positions, depth, faces, texture side)
 
 
 def parametric_obj(
@@ -47,10 +51,6 @@ def parametric_obj(
   vertices = np.asarray(bilinear.vertices(model, s, b), np.float32)
   material = None
   if texture is not None:
-    import imageio.v3 as iio
-
-    from head360_jax import assets
-
     assets.atomic_write_bytes(path.with_suffix('.png'), iio.imwrite('<bytes>', np.asarray(texture), extension='.png'))
     mtl = f'newmtl head\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nmap_Kd {path.with_suffix(".png").name}\n'
     assets.atomic_write_bytes(path.with_suffix('.mtl'), mtl.encode())
@@ -68,11 +68,9 @@ def uv_surface_points(
   ``(row, col)`` has its centre at ``u = (col + 0.5) / T``, ``v = 1 - (row + 0.5) / T``.
   Texels outside every UV triangle are not covered (their points are 0).
   """
-  from head360_jax.rendering import rasterize
-
   uvs = np.asarray(uvs, np.float32)
   screen = np.stack([uvs[:, 0] * resolution, (1.0 - uvs[:, 1]) * resolution], axis=-1)
-  fragments = jax.jit(rasterize.rasterize, static_argnums=3)(  # depth 1: in front of the near plane at 0
+  fragments = _rasterize(  # depth 1: in front of the near plane at 0
     jnp.asarray(screen), jnp.ones(len(uvs), jnp.float32), jnp.asarray(face_uvs, jnp.int32), resolution
   )
   face_id, bary = np.asarray(fragments.face_id), np.asarray(fragments.barycentrics)

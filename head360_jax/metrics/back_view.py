@@ -100,9 +100,9 @@ def dataset_view(yaw_deg: float) -> int:
 def evaluate_back_view(renderer, identities: Sequence[int], *, min_score: float = 0.5, detector=None) -> dict:
   """Back- and front-view face rates of a run's renders and of its dataset (module docstring).
 
-  Renders each training identity (neutral expression, EMA generator, pitch 0) at
-  ``BACK_YAWS_DEG`` and ``FRONT_YAWS_DEG``; the dataset's images at the same cameras are
-  scored with the same detector and threshold.
+  Renders each training identity (neutral expression, EMA generator) from the dataset's
+  cameras at pitch 0 and ``BACK_YAWS_DEG`` / ``FRONT_YAWS_DEG``; the dataset's images from
+  those cameras are scored with the same detector and threshold.
 
   Returns:
     ``{'render/back_rate', 'render/front_rate', 'truth/back_rate', 'truth/front_rate',
@@ -120,10 +120,7 @@ def evaluate_back_view(renderer, identities: Sequence[int], *, min_score: float 
   config = renderer.config
   result = {'count': len(identities) * len(BACK_YAWS_DEG), 'scores': {}}
   for name, yaws in (('back', BACK_YAWS_DEG), ('front', FRONT_YAWS_DEG)):
-    yaw = np.asarray(yaws, np.float32)
-    cam2world = camera.orbit_cam2world(yaw, np.zeros_like(yaw), camera.CAMERA_RADIUS)
-    intrinsics = np.broadcast_to(camera.normalized_intrinsics(camera.FOCAL), (len(yaw), 3, 3))
-    labels = np.asarray(camera.pack_label(cam2world, intrinsics))
+    labels = camera.dataset_cameras()[[dataset_view(yaw) for yaw in yaws]]  # the ground truth's own cameras
     renders = [
       inference.to_uint8(renderer.render(*renderer.identity(i), np.zeros(52, np.float32), labels)) for i in identities
     ]
