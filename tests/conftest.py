@@ -8,6 +8,7 @@ import os
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=2 --xla_llvm_disable_expensive_passes=true')
 
+import jax  # noqa: E402
 import pytest  # noqa: E402
 
 from head360_jax import assets  # noqa: E402
@@ -26,3 +27,26 @@ def pytest_collection_modifyitems(config, items):
   on the two workers at once instead of being left for the end of the run.
   """
   items.sort(key=lambda item: item.get_closest_marker('slow') is None)
+
+
+@pytest.fixture(scope='module')
+def toy_run(tmp_path_factory):
+  """A step-0 toy run (``render_run.write_step0_run``: 16² output) in ``<tmp>/run``, XLA optimisations off.
+
+  Compile time dominates at toy size, so the module's programs compile without most
+  optimisations; the setting is restored after the module.
+  """
+  from render_run import write_step0_run
+
+  previous = jax.config.values['jax_disable_most_optimizations']
+  jax.config.update('jax_disable_most_optimizations', True)
+  yield write_step0_run(tmp_path_factory.mktemp('toy'))
+  jax.config.update('jax_disable_most_optimizations', previous)
+
+
+@pytest.fixture(scope='module')
+def toy_renderer(toy_run):
+  """``inference.HeadRenderer`` of ``toy_run``."""
+  from head360_jax import inference
+
+  return inference.HeadRenderer(toy_run)

@@ -15,10 +15,8 @@ import time
 
 import imageio.v3 as iio
 import imageio_ffmpeg
-import jax
 import numpy as np
 import pytest
-from render_run import write_step0_run
 
 from head360_jax import inference, jobs
 from head360_jax.geometry import arkit, livelink
@@ -48,11 +46,8 @@ def _write_job(path: pathlib.Path, run: pathlib.Path, take: pathlib.Path) -> Non
 
 
 @pytest.fixture(scope='module')
-def toy(tmp_path_factory):
-  previous = jax.config.values['jax_disable_most_optimizations']
-  jax.config.update('jax_disable_most_optimizations', True)  # compile time dominates at toy size
-  root = tmp_path_factory.mktemp('toy')
-  run = write_step0_run(root)
+def toy(toy_run):
+  run, root = toy_run, toy_run.parent
   weights = np.zeros((TAKE_FRAMES, arkit.NUM_BLENDSHAPES), np.float32)
   weights[:, arkit.index('jawOpen')] = np.linspace(0.0, 1.0, TAKE_FRAMES)
   livelink.write_take(root / 'take.csv', weights, fps=30)
@@ -61,8 +56,7 @@ def toy(tmp_path_factory):
   job = jobs.load(root / 'job.yaml')
   rendered = []
   manifest = jobs.run(job, root / 'out', make_renderer=lambda *_: renderer, progress=False, after_item=rendered.append)
-  yield root, job, renderer, manifest, rendered
-  jax.config.update('jax_disable_most_optimizations', previous)
+  return root, job, renderer, manifest, rendered
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,9 @@
 """Mesh export: the parametric OBJ round-trips and loads in trimesh (with its baked texture); distances in mm."""
 
-import jax
 import numpy as np
-import pytest
 import trimesh
-from render_run import write_step0_run
 
-from head360_jax import inference, mesh_export
+from head360_jax import mesh_export
 from head360_jax.geometry import arkit, bilinear, camera, obj
 from head360_jax.geometry import rig as rig_lib
 
@@ -28,14 +25,6 @@ def test_parametric_obj_round_trips_and_loads(tmp_path):
   assert mesh_export.surface_distance_mm(on, vertices, model.faces, model.mm_per_unit)['p90_mm'] < 1e-3
   moved = trimesh.Trimesh(vertices * (1 + 1.0 / (model.mm_per_unit * np.abs(vertices).max())), model.faces)
   assert 0.05 < mesh_export.surface_distance_mm(moved, vertices, model.faces, model.mm_per_unit)['median_mm'] < 1.5
-
-
-@pytest.fixture(scope='module')
-def toy_renderer(tmp_path_factory):
-  previous = jax.config.values['jax_disable_most_optimizations']
-  jax.config.update('jax_disable_most_optimizations', True)  # compile time dominates at toy size
-  yield inference.HeadRenderer(write_step0_run(tmp_path_factory.mktemp('toy')))
-  jax.config.update('jax_disable_most_optimizations', previous)
 
 
 def test_uv_surface_points_match_barycentric_lookup_in_float64(toy_renderer):
