@@ -163,11 +163,10 @@ class HeadRenderer:
       nnx.split(self.refiner, nnx.Param) if self.refiner is not None else (None, None)
     )
 
-    def render(params, rest, ws, vertices, labels, texture, hair, refiner_params):
+    def render(params, rest, ws, vertices, labels, texture, hair, refiner_params):  # vertices (n, v, 3)
       generator = nnx.merge(graphdef, params, rest)
       n = labels.shape[0]
       ws = jax.tree.map(lambda w: jnp.broadcast_to(w, (n, *w.shape[1:])), ws)
-      vertices = jnp.broadcast_to(vertices, (n, *vertices.shape[-2:]))
       if texture is not None:
         texture = jnp.broadcast_to(texture, (n, *texture.shape))
       hair = jnp.broadcast_to(hair, (n,))
@@ -235,11 +234,11 @@ class HeadRenderer:
 
     ``vertices`` is one mesh (v, 3) for every camera or one per camera (n, v, 3) (an
     animation). Cameras are rendered ``chunk`` at a time (fewer if there are fewer); the
-    last chunk is padded to full size so that every call runs the same compiled program. ``texture`` (T, T, c)
-    replaces the synthesised neural texture (a photo fit's result); ``params`` the
-    generator's parameters (``tuned_params``); ``bald`` renders without the static/hair
-    planes (a stage-2 run's bald head; in a stage-1 run the mesh-covered part only,
-    ``hexplane.compose_planes``).
+    last chunk is padded to full size so that every call runs the same compiled program.
+    ``texture`` (T, T, c) replaces the synthesised neural texture (a photo fit's result);
+    ``params`` the generator's parameters (``tuned_params``); ``bald`` renders without the
+    static/hair planes (a stage-2 run's bald head; in a stage-1 run the mesh-covered part
+    only, ``hexplane.compose_planes``).
 
     Raises:
       ValueError: if ``vertices`` is per camera but their counts differ.
