@@ -19,6 +19,7 @@ Conventions (reference-spec §1.3-1.4, written once here and in docs/conventions
   yaw_index, view 30 frontal (pitch 0, yaw 0).
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -141,3 +142,44 @@ def project(
   fx_fy = jnp.stack([intrinsics[..., 0, 0], intrinsics[..., 1, 1]], -1)[..., None, :]
   cx_cy = jnp.stack([intrinsics[..., 0, 2], intrinsics[..., 1, 2]], -1)[..., None, :]
   return (uv * fx_fy + cx_cy) * resolution, depth
+
+
+def mismatched_labels(
+  key: jax.Array, c: Float[Array, 'b k'], min_yaw_deg: float = 90.0, max_yaw_deg: float = 270.0
+) -> Float[Array, 'b k']:
+  """Camera labels turned about the world y axis by a random yaw, for a view-consistency loss.
+
+  Each sample's ``cam2world`` becomes ``R_y(δ) @ cam2world`` with ``R_y(δ)`` the rotation by
+  ``δ`` degrees about world +y (rotation columns and camera position turned alike), ``δ``
+  uniform in ``[min_yaw_deg, max_yaw_deg]`` per sample (independent over leading dims). A
+  camera orbiting the origin keeps its radius, pitch and the fact that it looks at the
+  origin; only its yaw (``orbit_cam2world``'s convention) grows by ``δ``. The intrinsics and
+  any columns after the 25 camera entries (the expression of a 77-d label) are unchanged.
+  With the default range the new camera is at least 90 deg of yaw away from the image's own.
+  The construction (a yaw offset in 90-270 deg) is ours; SphereHead (arXiv 2404.05680 §3)
+  pairs images with mismatched camera labels but its code does not show how it draws them.
+
+  Args:
+    key: PRNG key of the offsets.
+    c: labels (..., 25) (docs/conventions.md) or (..., 77) ``[camera (25), expression (52)]``.
+    min_yaw_deg, max_yaw_deg: range of the yaw offset in degrees, ``min <= max``.
+
+  Returns:
+    Labels like ``c`` (same shape and dtype).
+
+  Raises:
+    ValueError: if the last dimension of ``c`` is neither 25 nor 77, or ``min_yaw_deg > max_yaw_deg``.
+  """
+  if c.shape[-1] not in (25, 77):
+    raise ValueError(f'camera label must have 25 or 77 entries, got shape {c.shape}')
+  if min_yaw_deg > max_yaw_deg:
+    raise ValueError(f'min_yaw_deg must be <= max_yaw_deg, got {min_yaw_deg} > {max_yaw_deg}')
+  c = jnp.asarray(c)
+  cam2world, intrinsics = unpack_label(c[..., :25])
+  delta = jnp.deg2rad(jax.random.uniform(key, c.shape[:-1], jnp.float32, min_yaw_deg, max_yaw_deg))
+  cos, sin = jnp.cos(delta)[..., None].astype(c.dtype), jnp.sin(delta)[..., None].astype(c.dtype)
+  # R_y(δ) @ cam2world row by row (elementwise, so no reduced-precision matmul on accelerators).
+  row0, row1, row2, row3 = (cam2world[..., i, :] for i in range(4))
+  cam2world = jnp.stack([cos * row0 + sin * row2, row1, cos * row2 - sin * row0, row3], axis=-2)
+  turned = pack_label(cam2world, intrinsics)
+  return jnp.concatenate([turned, c[..., 25:]], axis=-1)

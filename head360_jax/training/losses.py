@@ -30,6 +30,28 @@ def discriminator_loss_real(real_logits: Float[Array, 'b 1']) -> Float[Array, ''
   return jnp.mean(jax.nn.softplus(-real_logits))
 
 
+def view_consistency_loss(mismatched_logits: Float[Array, 'b 1']) -> Float[Array, '']:
+  """View-image consistency loss of the discriminator ``mean softplus(D(x, c'))``, ``c'`` a wrong camera.
+
+  The fake term of ``L_D`` applied to real images ``x`` scored with camera labels ``c'`` that
+  do not match them (``camera.mismatched_labels``): a camera-conditioned D learns that an image
+  must agree with its camera, so G cannot pass a face rendered on the back of the head
+  (SphereHead, Li et al. 2024, arXiv 2404.05680 §3, "view-image consistency loss").
+
+  Ours, not SphereHead's: the mismatch construction (a yaw offset uniform in 90-270 deg) and
+  the weight (``train.view_consistency``, constant over training, 1 when enabled). SphereHead's
+  released repository (lhyfst/SphereHead) contains only the model and renderer, not the
+  training loop or this loss, so its weight and schedule are unknown.
+
+  Args:
+    mismatched_logits: ``D(real image, real raw image, mismatched label)``, (b, 1).
+
+  Returns:
+    () float, >= 0; ``log 2`` at logits 0.
+  """
+  return jnp.mean(jax.nn.softplus(mismatched_logits))
+
+
 def r1_penalty(grad_image: Float[Array, 'b H W c'], grad_image_raw: Float[Array, 'b h w c']) -> Float[Array, ' b']:
   """Per-sample squared gradient norm ``‖∇_image D‖² + ‖∇_image_raw D‖²`` of the dual discriminator.
 

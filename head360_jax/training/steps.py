@@ -11,8 +11,11 @@ for iteration ``s`` (``state.step == s``):
    discriminator out, the L1-only recipe of short CPU runs, ``docs/quality.md``) +
    ``l1_weight`` × L1 to the batch's own image, then the G_ema update and ``stats_update``;
 3. ``d_reg`` if ``s % r1_interval == 0``: R1 on the real images, ``γ/2``, gain ``R``;
-4. ``d_main``: logistic loss on fakes and reals; increments ``state.step``. With
-   ``gan_weight`` 0 the loop runs neither D phase and ``g_main`` increments it instead.
+4. ``d_main``: logistic loss on fakes and reals, plus with ``train.view_consistency`` > 0
+   that weight × SphereHead's view-image consistency loss (the reals scored with wrong camera
+   labels, ``camera.mismatched_labels``, as fakes; ``losses.view_consistency_loss``); increments
+   ``state.step``. With ``gan_weight`` 0 the loop runs neither D phase and ``g_main``
+   increments it instead.
 
 The regulariser phases are separate compiled programs chosen by a Python ``if`` in the
 loop. Each phase draws its randomness from ``fold_in(fold_in(rng, state.step), phase)``,
@@ -49,6 +52,7 @@ import ml_collections
 import optax
 
 from head360_jax import parallel
+from head360_jax.geometry import camera
 from head360_jax.models import stylegan
 from head360_jax.training import losses, schedules
 from head360_jax.training.state import Models, TrainState
@@ -146,8 +150,9 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
       ``gan_weight`` (1 if absent; 0 drops the discriminator from ``g_main``), ``r1_gamma``,
       ``r1_interval``, ``density_reg``, ``density_reg_interval``, ``density_reg_points``,
       ``density_reg_p_dist``, ``ema_kimg``, ``ema_rampup``, ``blur_sigma``,
-      ``blur_fade_kimg``, ``gpc_prob``, ``gpc_fade_kimg``, ``style_mixing_prob`` (0 if absent)
-      and ``model.neural_resolution``.
+      ``blur_fade_kimg``, ``gpc_prob``, ``gpc_fade_kimg``, ``style_mixing_prob`` (0 if absent),
+      ``view_consistency`` (0 if absent: ``d_main`` as without it, same D calls and random
+      streams) and ``model.neural_resolution``.
 
   Returns:
     ``{'g_main', 'g_reg', 'd_main', 'd_reg'}`` → step function; metrics are flat dicts of
@@ -158,6 +163,7 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
   raw_res = config.model.neural_resolution
   mixing_prob = float(train.get('style_mixing_prob', 0.0))
   gan_weight = float(train.get('gan_weight', 1.0))
+  view_weight = float(train.get('view_consistency', 0.0))
 
   def schedule(step):
     seen = step * batch_size
@@ -224,7 +230,13 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
     return state.replace(g_params=g_params, g_opt_state=g_opt_state), {'g/density_reg': reg}
 
   def d_main(state: TrainState, batch, rng, g_rest, d_rest):
-    k_swap, k_gen = _phase_keys(rng, state.step, 'd_main', 2)
+    # Static: without the view loss the keys are the plain 2-way split. With JAX's default partitionable threefry
+    # the first two keys of a 3-way split are the same, so enabling it leaves the fakes' streams as they were.
+    if view_weight > 0:
+      k_swap, k_gen, k_view = _phase_keys(rng, state.step, 'd_main', 3)
+      wrong_label = camera.mismatched_labels(k_view, batch['label'])
+    else:
+      k_swap, k_gen = _phase_keys(rng, state.step, 'd_main', 2)
     _, sigma, swap_prob = schedule(state.step)
     inputs = generator_inputs(models, batch, k_swap, swap_prob, style_mixing_prob=mixing_prob)
     fake = jax.lax.stop_gradient(models.render(models.generator(state.g_params, g_rest), inputs, k_gen))
@@ -232,15 +244,19 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
 
     def loss_fn(d_params):
       discriminator = models.discriminator(d_params, d_rest)
+      real_input = blur(real_image, sigma)
       fake_logits = discriminator(blur(fake['image'], sigma), fake['image_raw'], batch['label'])
-      real_logits = discriminator(blur(real_image, sigma), real_raw, batch['label'])
+      real_logits = discriminator(real_input, real_raw, batch['label'])
       loss_fake = losses.discriminator_loss_fake(fake_logits)
       loss_real = losses.discriminator_loss_real(real_logits)
-      metrics = {'d/loss_fake': loss_fake, 'd/loss_real': loss_real, 'd/loss': loss_fake + loss_real}
-      return loss_fake + loss_real, metrics | {
-        'd/score_fake': jnp.mean(fake_logits),
-        'd/score_real': jnp.mean(real_logits),
-      }
+      loss = loss_fake + loss_real
+      metrics = {'d/score_fake': jnp.mean(fake_logits), 'd/score_real': jnp.mean(real_logits)}
+      if view_weight > 0:  # static: SphereHead's view-image consistency, reals with wrong cameras as fakes
+        mismatched_logits = discriminator(real_input, real_raw, wrong_label)
+        loss_view = losses.view_consistency_loss(mismatched_logits)
+        loss = loss + view_weight * loss_view
+        metrics |= {'d/loss_view': loss_view, 'd/score_mismatched': jnp.mean(mismatched_logits)}
+      return loss, metrics | {'d/loss_fake': loss_fake, 'd/loss_real': loss_real, 'd/loss': loss}
 
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.d_params)
     d_params, d_opt_state = _apply(models.tx_d, grads, state.d_opt_state, state.d_params)
