@@ -42,6 +42,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   model.sr_noise_dim = 512
   model.box_warp = 1.0
   model.stage = 1
+  # 'hexplane' (Head360) | 'triplane' | 'eg3d' | 'spherical_triplane' | 'nerf': the ablations of paper Table 3 and
+  # SphereHead (models/generator.py; docs/ablations.md). Mesh-free ones map [c, b] and have no hair branch.
+  model.representation = 'hexplane'
+  model.nerf_frequencies = 10  # 'nerf' only: positional-encoding frequencies (NeRF: 10)
+  model.nerf_hidden = 64  # 'nerf' only: MLP width (NeRF: 256)
+  model.nerf_layers = 8  # 'nerf' only: hidden layers (NeRF: 8)
   model.mouth_unet = False  # mouth crop -> StyleUNet -> paste on the front view (spec §3.6; synhead: on)
   model.blending_unet = False  # neural-blending StyleUNet over the front view (spec §3.6; synhead: on)
   model.codes_seed = 0  # fixed per-identity codes (t, h) of latent 'codes'
@@ -78,6 +84,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   train.gpc_prob = 0.5
   train.gpc_fade_kimg = 1000.0
   train.style_mixing_prob = 0.0  # StyleGAN2 style mixing of the texture and hair styles (reference 0, spec §5.1)
+  train.view_consistency = 0.0  # weight of SphereHead's view-image consistency loss in d_main (0: off); ours, 1 if on
   train.log_every = 100
   train.sample_every = 2000
   train.num_samples = 8

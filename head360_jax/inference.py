@@ -149,10 +149,10 @@ class HeadRenderer:
     graphdef, self._params, self._rest = nnx.split(self.generator, nnx.Param, ...)
     frontal = jnp.asarray(camera.dataset_cameras()[camera.FRONTAL_VIEW])
 
-    def styles(params, rest, t, h, psi):
+    def styles(params, rest, t, h, psi, expression):
       generator = nnx.merge(graphdef, params, rest)
       z_noise = jax.random.normal(jax.random.key(0), (1, generator.config.sr_noise_dim))
-      ws = generator.mapping(t[None], h[None], frontal[None], z_noise)
+      ws = generator.mapping(t[None], h[None], frontal[None], z_noise, expression=expression[None])
       for name in ('texture', 'hair'):
         w_avg = self.g_stats.get(f'w_avg_{name}')
         if w_avg is not None:
@@ -202,13 +202,21 @@ class HeadRenderer:
     t, h = new_head_latents(self.config.model, s, key_t, key_h)
     return s, np.asarray(t), np.asarray(h)
 
-  def styles(self, t: np.ndarray, h: np.ndarray, psi: float = 1.0) -> dict[str, jax.Array]:
+  def styles(
+    self, t: np.ndarray, h: np.ndarray, psi: float = 1.0, expression: np.ndarray | None = None
+  ) -> dict[str, jax.Array]:
     """Styles ``{'texture', 'hair', 'sr'}``, each (1, w), of codes ``t, h`` (z,) truncated by ``psi``.
 
     The mapping sees the frontal camera, and the super-resolution noise code is fixed, so a
-    head looks the same from every view and in every call.
+    head looks the same from every view and in every call. ``expression`` (52,) ARKit weights
+    (default neutral) enter the styles of mesh-free representations only ('eg3d',
+    'spherical_triplane', 'nerf'; ``Head360Generator.mapping_label``): their renders follow
+    the expression given here, not the mesh.
     """
-    return self._styles(self._params, self._rest, jnp.asarray(t), jnp.asarray(h), jnp.float32(psi))
+    expression = np.zeros(52, np.float32) if expression is None else np.asarray(expression, np.float32)
+    return self._styles(
+      self._params, self._rest, jnp.asarray(t), jnp.asarray(h), jnp.float32(psi), jnp.asarray(expression)
+    )
 
   def tuned_params(self, tuned: dict[str, np.ndarray]):
     """The generator's parameters with a photo fit's pivotal-tuning weights in place (``fitting.tuning``).
@@ -286,7 +294,7 @@ class HeadRenderer:
 
     ``bald``: without the static/hair planes (``render_styles``).
     """
-    return self.render_styles(self.styles(t, h, psi), bilinear.vertices(self.model, s, b), labels, bald=bald)
+    return self.render_styles(self.styles(t, h, psi, b), bilinear.vertices(self.model, s, b), labels, bald=bald)
 
 
 def write_image(path: pathlib.Path, image: np.ndarray) -> None:

@@ -30,7 +30,7 @@ from skimage import measure
 
 from head360_jax import assets
 from head360_jax.geometry import bilinear, camera, obj
-from head360_jax.rendering import hexplane, rasterize
+from head360_jax.rendering import rasterize
 
 _rasterize = jax.jit(rasterize.rasterize, static_argnums=3)  # (uv positions, depth, faces, texture side)
 
@@ -137,8 +137,7 @@ def _field_fn(generator):
   @jax.jit
   def field(params, rest, ws, vertices, points, hair):
     g = nnx.merge(graphdef, params, rest)
-    planes = g.planes(ws, vertices[None], noise_mode='const', hair=hair[None])
-    out = g.decoder(hexplane.aggregate(hexplane.sample_planes(planes, points[None], g.config.box_warp), 'mean'))
+    out = g.field(g.scene(ws, vertices[None], noise_mode='const', hair=hair[None]), points[None])
     return out['sigma'][0, :, 0], out['features'][0, :, :3]
 
   return lambda *args: field(params, rest, *args)

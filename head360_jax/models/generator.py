@@ -15,6 +15,24 @@ rays of c (r^2) -> coarse + importance samples -> plane features -> decoder -> c
 features (b, r, r, C), raw rgb = features[..., :3]; z_noise -> SR mapping -> SR -> image (b, R, R, 3)
 ```
 
+Representations (``GeneratorConfig.representation``; the ablations of paper Table 3 and
+SphereHead, one code path each; mapping, decoder, volume rendering, SR unchanged):
+
+* ``'hexplane'``: the flow above (Head360).
+* ``'triplane'``: the neural texture rasterised into three views (front, +x side, top;
+  ``hexplane_views.triplanes``) packed into a tri-plane of ``c`` channels per plane, composed
+  with ``c``-channel static planes as above (Next3D-style; paper Table 3 "Tri-plane").
+* ``'eg3d'``: no mesh: one StyleGAN2 (``plane_synthesis``, styled by ``w_t``) generates a
+  tri-plane (b, 3, P, P, 2c) (EG3D); the expression enters through the mapping's label.
+* ``'spherical_triplane'``: as 'eg3d', with SphereHead's dual spherical tri-plane
+  (b, 2, 3, P, P, 2c) sampled in spherical coordinates (``rendering/spherical.py``).
+* ``'nerf'``: no planes: a positional-encoded NeRF MLP (``models/nerf.py``) conditioned on
+  ``w_t`` gives each point's features.
+
+With 'eg3d', 'spherical_triplane' and 'nerf' the mapping networks of ``t`` and ``h`` see the
+77-d label ``[c (25), b (52)]`` (the expression; ``mapping(..., expression=b)``), since no
+mesh carries it; vertices are then ignored, and there is no hair branch (``h`` unused).
+
 Latent codes (ARCHITECTURE D3, ``GeneratorConfig.latent``): with 'codes' a training identity
 ``i`` has fixed codes ``t_i, h_i ~ N(0, I)`` derived from ``(codes_seed, i)``
 (``identity_codes``), mapped by two networks (``texture_mapping``, ``hair_mapping``); new
@@ -53,9 +71,10 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float, Int
 
+from head360_jax.geometry import arkit
 from head360_jax.models import decoder as decoder_lib
-from head360_jax.models import layers, stylegan, styleunet, superres
-from head360_jax.rendering import hexplane, hexplane_views, mouth, ray_sampling
+from head360_jax.models import layers, nerf, stylegan, styleunet, superres
+from head360_jax.rendering import hexplane, hexplane_views, mouth, ray_sampling, spherical
 from head360_jax.rendering import render as render_lib
 
 
@@ -88,9 +107,20 @@ class GeneratorConfig:
   compute_dtype: str = 'float32'  # 'float32' | 'bfloat16' (see the module docstring)
   num_bf16_res: int = 0  # texture/static StyleGAN2s and StyleUNets: bf16 highest resolutions (reference 0)
   sr_num_bf16_res: int = 0  # super-resolution: bf16 highest resolutions (reference 4 = all, clamp 256)
+  representation: str = 'hexplane'  # REPRESENTATIONS (module docstring)
+  nerf_frequencies: int = 10  # 'nerf': positional-encoding frequencies (NeRF: 10)
+  nerf_hidden: int = 64  # 'nerf': MLP width (NeRF: 256)
+  nerf_layers: int = 8  # 'nerf': MLP hidden layers (NeRF: 8)
 
 
 LATENTS = ('codes', 'identity_factor')
+REPRESENTATIONS = ('hexplane', 'triplane', 'eg3d', 'spherical_triplane', 'nerf')
+MESH_REPRESENTATIONS = ('hexplane', 'triplane')  # the neural texture rasterised through the mesh
+
+
+def expression_label_dim(representation: str) -> int:
+  """Width of the expression appended to the mapping label: 52 for mesh-free representations, else 0."""
+  return 0 if representation in MESH_REPRESENTATIONS else len(arkit.ARKIT_NAMES)
 
 
 class Topology(nnx.Variable):
@@ -121,13 +151,24 @@ class Head360Generator(nnx.Module):
 
     Raises:
       ValueError: if ``config.mouth_unet`` is on without 12 landmark vertices, on an unknown
-        ``latent`` or ``compute_dtype``, or a negative ``num_bf16_res``.
+        ``latent``, ``representation`` or ``compute_dtype``, a negative ``num_bf16_res``, or a
+        mesh-free representation with the StyleUNets or stage 2 (both need the mesh's planes).
     """
     if config.latent not in LATENTS:
       raise ValueError(f'latent must be one of {LATENTS}, got {config.latent!r}')
+    if config.representation not in REPRESENTATIONS:
+      raise ValueError(f'representation must be one of {REPRESENTATIONS}, got {config.representation!r}')
+    mesh_based = config.representation in MESH_REPRESENTATIONS
+    if not mesh_based and (config.mouth_unet or config.blending_unet or config.stage != 1):
+      raise ValueError(
+        f'representation {config.representation!r} has no mesh planes: it needs mouth_unet = blending_unet = False '
+        f'and stage 1 (got {config.mouth_unet}, {config.blending_unet}, stage {config.stage})'
+      )
     self.config = config
     cfg = config
-    plane_channels = 2 * cfg.texture_channels
+    # Channels of one plane (the decoder's input): two views per hex-plane, one per tri-plane.
+    plane_channels = cfg.texture_channels if cfg.representation == 'triplane' else 2 * cfg.texture_channels
+    self.plane_channels = plane_channels
     self.faces = Topology(jnp.asarray(faces, jnp.int32))
     self.face_uv_coords = Topology(jnp.asarray(face_uv_coords, jnp.float32))
     dtype = layers.compute_dtype(cfg.compute_dtype)
@@ -164,34 +205,45 @@ class Head360Generator(nnx.Module):
     else:
       self.blending_unet = None
     mapping_args = dict(num_layers=cfg.mapping_layers, rngs=rngs)
+    label_dim = cfg.c_dim + expression_label_dim(cfg.representation)
     if cfg.latent == 'codes':
       self.main_mapping = None
-      self.texture_mapping = stylegan.MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, **mapping_args)
-      self.hair_mapping = stylegan.MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, **mapping_args)
+      self.texture_mapping = stylegan.MappingNetwork(cfg.z_dim, label_dim, cfg.w_dim, **mapping_args)
+      self.hair_mapping = stylegan.MappingNetwork(cfg.z_dim, label_dim, cfg.w_dim, **mapping_args)
     else:  # one network for both branches; no unused weights are created
-      self.main_mapping = stylegan.MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, **mapping_args)
+      self.main_mapping = stylegan.MappingNetwork(cfg.z_dim, label_dim, cfg.w_dim, **mapping_args)
       self.texture_mapping = self.hair_mapping = None
     self.sr_mapping = stylegan.MappingNetwork(
       cfg.sr_noise_dim, cfg.c_dim, cfg.w_dim, num_layers=cfg.mapping_layers, embed_features=cfg.w_dim, rngs=rngs
     )
-    self.texture_synthesis = stylegan.SynthesisNetwork(
-      cfg.w_dim,
-      cfg.texture_resolution,
-      cfg.texture_channels,
-      channel_base=cfg.channel_base,
-      channel_max=cfg.channel_max,
-      **precision,
-      rngs=rngs,
-    )
-    self.static_synthesis = stylegan.SynthesisNetwork(
-      cfg.w_dim,
-      cfg.plane_resolution,
-      3 * plane_channels,
-      channel_base=cfg.channel_base,
-      channel_max=cfg.channel_max,
-      **precision,
-      rngs=rngs,
-    )
+    synthesis_args = dict(channel_base=cfg.channel_base, channel_max=cfg.channel_max, **precision, rngs=rngs)
+    # Each attribute is assigned once (NNX fixes an attribute's data/static status on first assignment).
+    texture_synthesis = static_synthesis = plane_synthesis = field_mlp = None
+    if mesh_based:
+      texture_synthesis = stylegan.SynthesisNetwork(
+        cfg.w_dim, cfg.texture_resolution, cfg.texture_channels, **synthesis_args
+      )
+      static_synthesis = stylegan.SynthesisNetwork(
+        cfg.w_dim, cfg.plane_resolution, 3 * plane_channels, **synthesis_args
+      )
+    elif cfg.representation == 'nerf':
+      field_mlp = nerf.NerfMLP(
+        cfg.w_dim,
+        plane_channels,
+        frequencies=cfg.nerf_frequencies,
+        hidden=cfg.nerf_hidden,
+        num_layers=cfg.nerf_layers,
+        rngs=rngs,
+      )
+    else:  # 'eg3d' (3 planes) | 'spherical_triplane' (2 spheres x 3 planes)
+      planes = 3 if cfg.representation == 'eg3d' else spherical.NUM_SPHERES * spherical.PLANES_PER_SPHERE
+      plane_synthesis = stylegan.SynthesisNetwork(
+        cfg.w_dim, cfg.plane_resolution, planes * plane_channels, **synthesis_args
+      )
+    self.texture_synthesis = nnx.data(texture_synthesis)
+    self.static_synthesis = nnx.data(static_synthesis)
+    self.plane_synthesis = nnx.data(plane_synthesis)
+    self.field_mlp = nnx.data(field_mlp)
     self.decoder = decoder_lib.Decoder(plane_channels, cfg.decoder_hidden, cfg.feature_channels, rngs=rngs)
     self.superres = superres.SuperResolution(
       cfg.feature_channels,
@@ -216,25 +268,69 @@ class Head360Generator(nnx.Module):
       return self.main_mapping
     return self.texture_mapping if branch == 'texture' else self.hair_mapping
 
+  def style_layers(self) -> dict[str, int]:
+    """Per-layer style counts of the codes that drive synthesis networks: ``{'t': n_t, 'h': n_h}`` (mesh
+    representations), ``{'t': n}`` ('eg3d', 'spherical_triplane'), ``{}`` ('nerf': one style)."""
+    if self.texture_synthesis is not None:
+      return {'t': self.texture_synthesis.num_ws, 'h': self.static_synthesis.num_ws}
+    if self.plane_synthesis is not None:
+      return {'t': self.plane_synthesis.num_ws}
+    return {}
+
+  def mapping_label(
+    self, c: Float[Array, 'b _'], expression: Float[Array, 'b 52'] | None = None
+  ) -> Float[Array, 'b _']:
+    """The label the ``t``/``h`` mapping networks see: the camera ``c[:, :25]``, plus the expression for mesh-free
+    representations (module docstring), taken from ``expression`` or else from a 77-d ``c``.
+
+    Raises:
+      ValueError: if a mesh-free representation gets neither ``expression`` nor a 77-d label.
+    """
+    width = expression_label_dim(self.config.representation)
+    if width == 0:
+      return c[..., :25]
+    if expression is None:
+      if c.shape[-1] < 25 + width:
+        raise ValueError(
+          f'representation {self.config.representation!r} maps [c, b]: pass the (b, 52) expression or 77-d labels'
+        )
+      expression = c[..., 25 : 25 + width]
+    return jnp.concatenate([c[..., :25], jnp.asarray(expression, c.dtype)], axis=-1)
+
   def mapping(
-    self, t: Float[Array, 'b z'], h: Float[Array, 'b z'], c: Float[Array, 'b 25'], z_noise: Float[Array, 'b n']
+    self,
+    t: Float[Array, 'b z'],
+    h: Float[Array, 'b z'],
+    c: Float[Array, 'b 25'],
+    z_noise: Float[Array, 'b n'],
+    expression: Float[Array, 'b 52'] | None = None,
   ) -> dict[str, Float[Array, 'b w']]:
     """Maps codes to (un-truncated, un-broadcast) styles ``{'texture', 'hair', 'sr'}``, each (b, w).
 
     ``t`` drives the texture branch, ``h`` the static/hair planes and the StyleUNets, each through
     ``branch_mapping`` (one shared network with 'identity_factor': equal codes give equal styles).
+    Their label is ``mapping_label(c, expression)``; the SR mapping sees the camera only.
+
+    Raises:
+      ValueError: as ``mapping_label``.
     """
-    c = c[..., :25]
+    label = self.mapping_label(c, expression)
     return {
-      'texture': self.branch_mapping('texture')(t, c),
-      'hair': self.branch_mapping('hair')(h, c),
-      'sr': self.sr_mapping(z_noise, c),
+      'texture': self.branch_mapping('texture')(t, label),
+      'hair': self.branch_mapping('hair')(h, label),
+      'sr': self.sr_mapping(z_noise, c[..., :25]),
     }
 
   def neural_texture(
     self, ws: dict[str, Array], *, noise_mode: str = 'random', key: jax.Array | None = None
   ) -> Float[Array, 'b T T c']:
-    """The neural texture (b, T, T, c) synthesised from ``ws['texture']`` (b, w) or (b, n, w) (paper Fig. 2)."""
+    """The neural texture (b, T, T, c) synthesised from ``ws['texture']`` (b, w) or (b, n, w) (paper Fig. 2).
+
+    Raises:
+      ValueError: for a mesh-free representation (no neural texture).
+    """
+    if self.texture_synthesis is None:
+      raise ValueError(f'representation {self.config.representation!r} has no neural texture')
     ws_texture = stylegan.layer_styles(ws['texture'], self.texture_synthesis.num_ws)
     return self.texture_synthesis(ws_texture, noise_mode=noise_mode, key=key)
 
@@ -248,17 +344,26 @@ class Head360Generator(nnx.Module):
     hair: Int[Array, ' b'] | None = None,
     texture: Float[Array, 'b T T c'] | None = None,
   ) -> Float[Array, 'b 3 P P 2c']:
-    """Composed hex-planes of meshes ``vertices`` (mesh units) under styles ``ws`` (D4, D5).
+    """Composed hex-planes (tri-planes: 'triplane') of meshes ``vertices`` (mesh units) under ``ws`` (D4, D5).
 
     ``texture`` replaces the synthesised neural texture (then ``ws['texture']`` is unused): the
     photo fit optimises the texture itself (paper §3.4, reference-spec §6).
+
+    Returns:
+      (b, 3, P, P, C) planes, C = ``self.plane_channels``.
+
+    Raises:
+      ValueError: for a mesh-free representation (use ``scene``).
     """
     cfg = self.config
+    if cfg.representation not in MESH_REPRESENTATIONS:
+      raise ValueError(f'representation {cfg.representation!r} has no mesh planes; use scene()')
     keys = jax.random.split(key, 2) if key is not None else (None, None)
     ws_hair = stylegan.layer_styles(ws['hair'], self.static_synthesis.num_ws)
     if texture is None:
       texture = self.neural_texture(ws, noise_mode=noise_mode, key=keys[0])
-    hex_planes = hexplane_views.hexplanes(
+    rasterise = hexplane_views.triplanes if cfg.representation == 'triplane' else hexplane_views.hexplanes
+    hex_planes = rasterise(
       vertices, self.faces[...], self.face_uv_coords[...], texture, resolution=cfg.plane_resolution
     )
     tex_planes = hex_planes.planes
@@ -266,9 +371,63 @@ class Head360Generator(nnx.Module):
       tex_planes = self._refine_front(tex_planes, vertices, ws['hair'], noise_mode=noise_mode, key=key)
     static = self.static_synthesis(ws_hair, noise_mode=noise_mode, key=keys[1])
     batch = static.shape[0]
-    static = static.reshape(batch, cfg.plane_resolution, cfg.plane_resolution, 3, 2 * cfg.texture_channels)
+    static = static.reshape(batch, cfg.plane_resolution, cfg.plane_resolution, 3, self.plane_channels)
     static = jnp.moveaxis(static, 3, 1)
     return hexplane.compose_planes(tex_planes, hex_planes.alpha, static, stage=cfg.stage, hair=hair)
+
+  def scene(
+    self,
+    ws: dict[str, Array],
+    vertices: Float[Array, 'b v 3'],
+    *,
+    noise_mode: str = 'random',
+    key: jax.Array | None = None,
+    hair: Int[Array, ' b'] | None = None,
+    texture: Float[Array, 'b T T c'] | None = None,
+  ) -> Array:
+    """What the representation's field reads (module docstring), one per sample.
+
+    Returns:
+      'hexplane'/'triplane': ``planes(...)`` (b, 3, P, P, C); 'eg3d': (b, 3, P, P, C);
+      'spherical_triplane': (b, 2, 3, P, P, C); 'nerf': the conditioning style (b, w) (the
+      mean over layers of per-layer styles). ``vertices``, ``hair`` and ``texture`` are read by
+      the mesh representations only.
+    """
+    cfg = self.config
+    if cfg.representation in MESH_REPRESENTATIONS:
+      return self.planes(ws, vertices, noise_mode=noise_mode, key=key, hair=hair, texture=texture)
+    w = ws['texture']
+    if cfg.representation == 'nerf':
+      return w if w.ndim == 2 else jnp.mean(w, axis=1)
+    out = self.plane_synthesis(stylegan.layer_styles(w, self.plane_synthesis.num_ws), noise_mode=noise_mode, key=key)
+    res = cfg.plane_resolution
+    if cfg.representation == 'eg3d':
+      return jnp.moveaxis(out.reshape(-1, res, res, 3, self.plane_channels), 3, 1)
+    out = out.reshape(-1, res, res, spherical.NUM_SPHERES, spherical.PLANES_PER_SPHERE, self.plane_channels)
+    return jnp.moveaxis(out, (3, 4), (1, 2))
+
+  def point_features(self, scene: Array, points: Float[Array, 'b n 3']) -> Float[Array, 'b n C']:
+    """The decoder's input at world points (b, n, 3): plane features (Cartesian planes: ``hexplane.sample_planes``;
+    'spherical_triplane': ``spherical.sample_spherical_planes``) averaged over the planes, or the NeRF MLP's
+    output at the unit-cube point ``2 p / box_warp``; C = ``self.plane_channels``."""
+    cfg = self.config
+    if cfg.representation == 'nerf':
+      return self.field_mlp(points * (2.0 / cfg.box_warp), scene)
+    if cfg.representation == 'spherical_triplane':
+      return hexplane.aggregate(spherical.sample_spherical_planes(scene, points, cfg.box_warp))
+    return hexplane.aggregate(hexplane.sample_planes(scene, points, cfg.box_warp))
+
+  def field(self, scene: Array, points: Float[Array, 'b n 3']) -> dict[str, Array]:
+    """Raw density and features at world points: ``point_features`` then the decoder.
+
+    Args:
+      scene: from ``scene``.
+      points: (b, n, 3) world units.
+
+    Returns:
+      ``{'sigma': (b, n, 1) raw density, 'features': (b, n, C_out)}`` (``Decoder``).
+    """
+    return self.decoder(self.point_features(scene, points))
 
   def _refine_front(
     self,
@@ -330,11 +489,10 @@ class Head360Generator(nnx.Module):
     if key is None and noise_mode == 'random':
       noise_mode = 'const'
     keys = jax.random.split(key, 2) if key is not None else (None, None)
-    planes = self.planes(ws, vertices, noise_mode=noise_mode, key=keys[0], hair=hair, texture=texture)
+    scene = self.scene(ws, vertices, noise_mode=noise_mode, key=keys[0], hair=hair, texture=texture)
     origins, directions = ray_sampling.rays_from_camera(c[..., :25], cfg.neural_rendering_resolution)
-    out = render_lib.render_rays(
-      self.decoder,
-      planes,
+    out = render_lib.render_field(
+      lambda points: self.field(scene, points),
       origins,
       directions,
       num_coarse=cfg.num_coarse,
@@ -368,8 +526,8 @@ class Head360Generator(nnx.Module):
     """Raw density ``sigma`` at world points (for density regularisation, spec §5.1); ``hair`` as ``__call__``."""
     if key is None and noise_mode == 'random':
       noise_mode = 'const'
-    planes = self.planes(ws, vertices, noise_mode=noise_mode, key=key, hair=hair)
-    return render_lib.sample_density(self.decoder, planes, points, box_warp=self.config.box_warp)
+    scene = self.scene(ws, vertices, noise_mode=noise_mode, key=key, hair=hair)
+    return self.field(scene, points)['sigma']
 
 
 def identity_codes(identity: Int[Array, ' b'], z_dim: int, seed: int) -> tuple[Float[Array, 'b z'], ...]:

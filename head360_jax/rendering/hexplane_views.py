@@ -56,6 +56,9 @@ VIEWS_OF_PLANE = ((0, 4), (1, 2), (3, 5))
 # (sign of g_u, sign of g_v) taking each raw view into its plane; (1, -1) on view 5 is the
 # bottom-flip fix (the reference has (-1, 1)).
 PLANE_MIRROR = ((1, 1), (1, 1), (-1, 1), (1, 1), (-1, 1), (1, -1))
+# The tri-plane ablation (paper Table 3 "Tri-plane"; Next3D's rasterised tri-plane): one view per
+# plane, front -> plane 0, +x side -> plane 1, top -> plane 2, each in its plane's coordinates.
+TRIPLANE_VIEWS = (0, 1, 3)
 ORTH_SCALE = 9.0
 DEPTH_OFFSET = 10.0
 RESOLUTION = 256
@@ -109,32 +112,37 @@ def view_is_mirrored(view: int) -> bool:
 
 
 class ViewRaster(NamedTuple):
-  """The six views of one mesh in plane coordinates (texture-independent; precomputable).
+  """The k views of one mesh in plane coordinates (six, or three for ``triplanes``; texture-independent).
 
   Attributes:
-    grid: (6, r, r, 2) neural-texture grid coordinates (``texture.uv_to_grid`` of the UVs),
+    grid: (k, r, r, 2) neural-texture grid coordinates (``texture.uv_to_grid`` of the UVs),
       0 where uncovered.
-    coverage: (6, r, r) bool.
+    coverage: (k, r, r) bool.
   """
 
-  grid: Float[Array, '6 r r 2']
-  coverage: Bool[Array, '6 r r']
+  grid: Float[Array, 'k r r 2']
+  coverage: Bool[Array, 'k r r']
 
 
 def rasterize_views(
-  vertices: Float[Array, 'v 3'], faces: Int[Array, 'f 3'], face_uvs: Float[Array, 'f 3 2'], resolution: int = RESOLUTION
+  vertices: Float[Array, 'v 3'],
+  faces: Int[Array, 'f 3'],
+  face_uvs: Float[Array, 'f 3 2'],
+  resolution: int = RESOLUTION,
+  views: tuple[int, ...] = tuple(range(6)),
 ) -> ViewRaster:
-  """Rasterises the six orthographic views of one mesh and interpolates its UVs.
+  """Rasterises orthographic views of one mesh (the six by default) and interpolates its UVs.
 
   Args:
     vertices: (v, 3) mesh units (the head fits ``|x|, |y|, |z| < 1/9``).
     faces: (f, 3) triangles, counter-clockwise seen from outside.
     face_uvs: (f, 3, 2) per-corner OBJ UVs (v up, [0, 1]).
     resolution: plane side in pixels.
+    views: which views, in this order (``TRIPLANE_VIEWS`` for the tri-plane ablation).
 
   Returns:
-    ``ViewRaster``; differentiable with respect to ``face_uvs`` (and ``vertices`` inside
-    triangles).
+    ``ViewRaster`` with one entry per view in ``views``; differentiable with respect to
+    ``face_uvs`` (and ``vertices`` inside triangles).
 
   Raises:
     ValueError: for malformed shapes.
@@ -145,7 +153,7 @@ def rasterize_views(
       f'need vertices (v, 3), faces (f, 3), face_uvs (f, 3, 2); got {vertices.shape}, {faces.shape}, {face_uvs.shape}'
     )
   grids, coverages = [], []
-  for view in range(6):
+  for view in views:
     g, depth = plane_coordinates(vertices, view)
     fragments = raster.rasterize(
       (g + 1.0) * (resolution / 2.0), depth, faces, resolution, cull_backfaces=True, mirrored=view_is_mirrored(view)
@@ -189,7 +197,7 @@ def fill_holes(alpha: Float[Array, 'h w']) -> Float[Array, 'h w']:
   return jnp.where(background, 0.0, jnp.where(empty, 1.0, alpha)).astype(alpha.dtype)
 
 
-def views_alpha(views: ViewRaster, uv_mask: Float[Array, 'm m'] | None = None) -> Float[Array, '6 r r']:
+def views_alpha(views: ViewRaster, uv_mask: Float[Array, 'm m'] | None = None) -> Float[Array, 'k r r']:
   """Per-view alpha: coverage x UV-mask lookup, enclosed holes filled (reference-spec §3.5).
 
   Args:
@@ -290,3 +298,44 @@ def mouth_box(landmarks: Float[Array, 'l 3'], resolution: int = RESOLUTION) -> I
   return jnp.trunc(jnp.stack([centre[1] - half, centre[1] + half, centre[0] - half, centre[0] + half])).astype(
     jnp.int32
   )
+
+
+def triplanes(
+  vertices: Float[Array, 'b v 3'],
+  faces: Int[Array, 'f 3'],
+  face_uvs: Float[Array, 'f 3 2'],
+  neural_texture: Float[Array, 'b H W c'],
+  uv_mask: Float[Array, 'm m'] | None = None,
+  resolution: int = RESOLUTION,
+) -> HexPlanes:
+  """The tri-plane ablation: the textured mesh seen from the front, the +x side and the top only.
+
+  Next3D-style rasterised tri-plane (paper Table 3 "Tri-plane"): views ``TRIPLANE_VIEWS``
+  (0 front, 1 +x side, 3 top) become planes 0, 1, 2 with ``c`` channels each, in the same
+  sampler coordinates as the hex-planes' first halves; the back, -x side and bottom are not
+  seen, so a plane's features show what its one view sees on both sides of the head.
+
+  Args:
+    vertices, faces, face_uvs, neural_texture, uv_mask, resolution: as ``hexplanes``.
+
+  Returns:
+    ``HexPlanes`` with planes (b, 3, r, r, c), alpha (b, 3, r, r, 1) (each view's own
+    alpha) and the three views' rasters.
+
+  Raises:
+    ValueError: if batch sizes differ or shapes are malformed.
+  """
+  vertices, neural_texture = jnp.asarray(vertices), jnp.asarray(neural_texture)
+  if vertices.ndim != 3 or neural_texture.ndim != 4 or vertices.shape[0] != neural_texture.shape[0]:
+    raise ValueError(
+      f'need vertices (b, v, 3) and neural_texture (b, H, W, c) with equal b; got '
+      f'{vertices.shape}, {neural_texture.shape}'
+    )
+
+  def one(verts: Array, tex: Array) -> HexPlanes:
+    views = rasterize_views(verts, faces, face_uvs, resolution, views=TRIPLANE_VIEWS)
+    features = jax.vmap(lambda g: texture.sample_bilinear(tex, g))(views.grid)
+    features = jnp.where(views.coverage[..., None], features, 0.0)
+    return HexPlanes(features, views_alpha(views, uv_mask)[..., None], views)
+
+  return jax.vmap(one)(vertices, neural_texture)

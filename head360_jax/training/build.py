@@ -69,6 +69,10 @@ def generator_config(model: ml_collections.ConfigDict) -> generator_lib.Generato
     num_bf16_res=model.get('g_num_bf16_res', 0),
     sr_num_bf16_res=model.get('sr_num_bf16_res', 0),
     latent=model.get('latent', 'codes'),
+    representation=model.get('representation', 'hexplane'),
+    nerf_frequencies=model.get('nerf_frequencies', 10),
+    nerf_hidden=model.get('nerf_hidden', 64),
+    nerf_layers=model.get('nerf_layers', 8),
   )
 
 
@@ -108,9 +112,13 @@ def new_head_latents(
 
 
 def mapping_styles(generator: generator_lib.Head360Generator, inputs: dict, key: jax.Array) -> dict[str, Array]:
-  """Styles of ``inputs`` (GeneratorInputs, training/steps.py) with a fresh SR noise code from ``key``."""
+  """Styles of ``inputs`` (GeneratorInputs, training/steps.py) with a fresh SR noise code from ``key``.
+
+  The expression ``inputs['expression']`` joins the label of mesh-free representations
+  (``Head360Generator.mapping_label``).
+  """
   z_noise = jax.random.normal(key, (inputs['t'].shape[0], generator.config.sr_noise_dim))
-  return generator.mapping(inputs['t'], inputs['h'], inputs['c_cond'], z_noise)
+  return generator.mapping(inputs['t'], inputs['h'], inputs['c_cond'], z_noise, expression=inputs.get('expression'))
 
 
 def render_styles(generator: generator_lib.Head360Generator, inputs: dict, key: jax.Array) -> dict[str, Array]:
@@ -125,10 +133,13 @@ def render_styles(generator: generator_lib.Head360Generator, inputs: dict, key: 
   mixing = inputs.get('mixing')
   if not mixing:
     return ws
-  camera = inputs['c_cond'][..., :25]
-  branches = (('texture', 't', generator.texture_synthesis.num_ws), ('hair', 'h', generator.static_synthesis.num_ws))
-  for branch, code, num_ws in branches:
-    second = generator.branch_mapping(branch)(mixing[code]['code'], camera)
+  label = generator.mapping_label(inputs['c_cond'], inputs.get('expression'))
+  layers_of = generator.style_layers()
+  for branch, code in (('texture', 't'), ('hair', 'h')):
+    if code not in layers_of:
+      continue
+    num_ws = layers_of[code]
+    second = generator.branch_mapping(branch)(mixing[code]['code'], label)
     ws[branch] = stylegan.mix_styles(
       stylegan.broadcast(ws[branch], num_ws), stylegan.broadcast(second, num_ws), mixing[code]['cutoff']
     )
@@ -209,5 +220,5 @@ def build_models(config: ml_collections.ConfigDict) -> state_lib.Networks:
     density=_density,
     g_stats={'w_avg_texture': zeros, 'w_avg_hair': zeros},
     stats_update=_update_w_avg,
-    mixing_layers={'t': generator.texture_synthesis.num_ws, 'h': generator.static_synthesis.num_ws},
+    mixing_layers=generator.style_layers(),
   )
