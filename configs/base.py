@@ -84,6 +84,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   train.gpc_prob = 0.5
   train.gpc_fade_kimg = 1000.0
   train.style_mixing_prob = 0.0  # StyleGAN2 style mixing of the texture and hair styles (reference 0, spec §5.1)
+  # L1 of the raw render's opacity to the images' alpha (ours, not in the reference; 0: off, batches carry no alpha).
+  # Stage 2 uses it to keep bald renders' opacity off the hair region (docs/stages.md).
+  train.alpha_weight = 0.0
   train.view_consistency = 0.0  # weight of SphereHead's view-image consistency loss in d_main (0: off); ours, 1 if on
   train.log_every = 100
   train.sample_every = 2000

@@ -49,7 +49,10 @@ class _SelectBatchFields(grain.transforms.Map):
   """Keeps the numeric fields of a record (strings and bytes cannot be batched) in batch dtypes."""
 
   def map(self, record: dict) -> dict:
-    return {key: np.asarray(record[key], dtype) for key, dtype in BATCH_FIELDS.items()}
+    fields = {key: np.asarray(record[key], dtype) for key, dtype in BATCH_FIELDS.items()}
+    if 'alpha' in record:  # only when the pipeline decodes it (make_dataset(alpha=True))
+      fields['alpha'] = np.asarray(record['alpha'], np.float32)
+    return fields
 
 
 class _BlockShard(grain.MapDataset):
@@ -88,6 +91,7 @@ def make_dataset(
   shard_index: int | None = None,
   shard_count: int | None = None,
   resolution: int | None = None,
+  alpha: bool = False,
 ) -> grain.IterDataset:
   """Builds the per-process input pipeline over ``source``.
 
@@ -105,6 +109,8 @@ def make_dataset(
       ``jax.process_count()``. Give both or neither.
     resolution: output image size; None keeps the source's resolution. Every image must
       be ``source.resolution`` square.
+    alpha: also give each image's alpha, ``alpha`` (b, h, w, 1) float32 in [0, 1] (the
+      opacity loss, ``train.alpha_weight``).
 
   Returns:
     A grain ``IterDataset`` of dicts of numpy arrays: ``image`` (b, h, w, 3) float32 in
@@ -138,7 +144,7 @@ def make_dataset(
   if shard_count > 1:
     ds = _BlockShard(ds, block=batch_size, index=shard_index, count=shard_count)
   size = getattr(source, 'resolution', None)
-  ds = ds.map(transforms.DecodeImage(expected_size=size, resolution=resolution)).map(_SelectBatchFields())
+  ds = ds.map(transforms.DecodeImage(expected_size=size, resolution=resolution, alpha=alpha)).map(_SelectBatchFields())
   # The read-ahead buffer holds decoded float images: two batches keep the threads busy
   # without the 500-element default (1.5 GB at 512²).
   read_options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2 * batch_size)

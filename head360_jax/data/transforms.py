@@ -110,19 +110,24 @@ def decode_image_and_alpha(
 
 
 class DecodeImage(grain.transforms.Map):
-  """Replaces a record's ``png`` bytes by ``image`` (h, w, 3) float32 in [-1, 1].
+  """Replaces a record's ``png`` bytes by ``image`` (h, w, 3) float32 in [-1, 1] (and ``alpha`` if asked).
 
   Expects the ``png`` and ``path`` fields of ``sources.SynHeadSource`` records; other
-  fields pass through unchanged. See ``decode_image`` for the arguments and errors.
+  fields pass through unchanged. See ``decode_image`` for the arguments and errors; with
+  ``alpha`` the record also gets ``alpha`` (h, w, 1) float32 in [0, 1]
+  (``decode_image_and_alpha``).
   """
 
-  def __init__(self, *, expected_size: int | None = None, resolution: int | None = None):
+  def __init__(self, *, expected_size: int | None = None, resolution: int | None = None, alpha: bool = False):
     self.expected_size = expected_size
     self.resolution = resolution
+    self.alpha = alpha
 
   def map(self, record: dict) -> dict:
     record = dict(record)
-    record['image'] = decode_image(
-      record.pop('png'), record['path'], expected_size=self.expected_size, resolution=self.resolution
+    record['image'], mask = decode_image_and_alpha(
+      record.pop('png'), record['path'], expected_size=self.expected_size, resolution=self.resolution, alpha=self.alpha
     )
+    if self.alpha:
+      record['alpha'] = mask
     return record

@@ -298,6 +298,7 @@ def train_and_evaluate(
     seed=train.seed,
     num_threads=config.data.num_threads,
     resolution=config.model.output_resolution,
+    alpha=train.get('alpha_weight', 0.0) > 0,
   )
   iterator: Iterator = iter(dataset)
   rng = jax.random.key(train.seed)

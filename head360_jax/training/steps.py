@@ -9,7 +9,9 @@ for iteration ``s`` (``state.step == s``):
 1. ``g_reg`` if ``s % density_reg_interval == 0``: density regularisation, gain ``R``;
 2. ``g_main``: ``gan_weight`` × non-saturating GAN (1 in the reference; 0 leaves the
    discriminator out, the L1-only recipe of short CPU runs, ``docs/quality.md``) +
-   ``l1_weight`` × L1 to the batch's own image, then the G_ema update and ``stats_update``;
+   ``l1_weight`` × L1 to the batch's own image (+ ``alpha_weight`` × L1 of the raw render's
+   opacity to the image's alpha, area-downsampled; ours, 0 in the reference: batches then
+   carry ``alpha``), then the G_ema update and ``stats_update``;
 3. ``d_reg`` if ``s % r1_interval == 0``: R1 on the real images, ``γ/2``, gain ``R``;
 4. ``d_main``: logistic loss on fakes and reals, plus with ``train.view_consistency`` > 0
    that weight × SphereHead's view-image consistency loss (the reals scored with wrong camera
@@ -164,6 +166,7 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
   mixing_prob = float(train.get('style_mixing_prob', 0.0))
   gan_weight = float(train.get('gan_weight', 1.0))
   view_weight = float(train.get('view_consistency', 0.0))
+  alpha_weight = float(train.get('alpha_weight', 0.0))
 
   def schedule(step):
     seen = step * batch_size
@@ -178,6 +181,10 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
     raw = jax.image.resize(image, (image.shape[0], raw_res, raw_res, image.shape[-1]), 'linear', antialias=True)
     return image, blur(raw, sigma)
 
+  def raw_alpha(batch):
+    alpha = batch['alpha']
+    return jax.image.resize(alpha, (alpha.shape[0], raw_res, raw_res, 1), 'linear', antialias=True)
+
   def g_main(state: TrainState, batch, rng, g_rest, d_rest):
     k_swap, k_gen, k_stats = _phase_keys(rng, state.step, 'g_main', 3)
     seen, sigma, swap_prob = schedule(state.step)
@@ -189,6 +196,10 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
       loss_l1 = losses.l1_photometric(out['image'], batch['image'])
       loss = train.l1_weight * loss_l1
       metrics = {'g/loss_l1': loss_l1}
+      if alpha_weight > 0:  # static: opacity of the raw render vs the ground truth's alpha
+        loss_alpha = losses.l1_photometric(out['image_alpha'], raw_alpha(batch))
+        loss = loss + alpha_weight * loss_alpha
+        metrics['g/loss_alpha'] = loss_alpha
       if gan_weight > 0:  # static: 0 trains the generator on the photometric losses alone
         logits = discriminator(blur(out['image'], sigma), out['image_raw'], batch['label'])
         loss_gan = losses.generator_loss(logits)

@@ -64,6 +64,15 @@ def test_batch_fields(fake, source):
   np.testing.assert_array_equal(batch['vertices'][3], fake.vertices[('fs_002', 'browDwonLeft')])
 
 
+def test_alpha_option_gives_the_pngs_alpha(fake, source):
+  plain = next(iter(_make(source, shuffle=False, batch_size=4)))
+  batch = next(iter(_make(source, shuffle=False, batch_size=4, alpha=True)))
+  assert set(batch) == set(plain) | {'alpha'} and batch['alpha'].shape == (4, RES, RES, 1)
+  rgba = np.stack([fake.images[relpath] for relpath in sorted(fake.cameras)[:4]]).astype(np.float64)
+  np.testing.assert_allclose(batch['alpha'], rgba[..., 3:] / 255, atol=1e-7)
+  np.testing.assert_array_equal(batch['image'], plain['image'])
+
+
 def test_resolution_option(source):
   batch = next(iter(_make(source, batch_size=4, resolution=8)))
   assert batch['image'].shape == (4, 8, 8, 3)

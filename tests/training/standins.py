@@ -27,7 +27,7 @@ class NoiseConst(nnx.Variable):
 
 
 class StandInGenerator(nnx.Module):
-  """``generator(inputs, *, key) -> {image, image_raw, image_depth}``; ``density(inputs, points, *, key)``."""
+  """``generator(inputs, *, key) -> {image, image_raw, image_depth, image_alpha}``; ``density(inputs, points, key)``."""
 
   def __init__(self, *, z_dim: int, w_dim: int, raw_res: int, out_res: int, rngs: nnx.Rngs):
     self.raw_res, self.out_res, self.width = raw_res, out_res, 8
@@ -51,7 +51,8 @@ class StandInGenerator(nnx.Module):
     image_raw = jnp.tanh(self.to_rgb(x))
     up = jax.image.resize(x, (b, self.out_res, self.out_res, self.width), 'linear')
     image = jnp.tanh(self.to_rgb(jax.nn.leaky_relu(self.convs[1](up))))
-    return {'image': image, 'image_raw': image_raw, 'image_depth': jnp.mean(x, -1, keepdims=True)}
+    alpha = jax.nn.sigmoid(jnp.mean(x, -1, keepdims=True))
+    return {'image': image, 'image_raw': image_raw, 'image_depth': jnp.mean(x, -1, keepdims=True), 'image_alpha': alpha}
 
   def density(self, inputs: dict, points: jax.Array, *, key: jax.Array) -> jax.Array:
     w = self.mapping_w(inputs)

@@ -59,6 +59,23 @@ def test_g_main_without_gan_is_the_l1_term_alone(setup):
   np.testing.assert_allclose(metrics['g/loss'], 100 * metrics['g/loss_l1'], rtol=1e-6)
 
 
+def test_g_main_opacity_loss_is_the_l1_of_the_raw_alpha(setup):
+  """``alpha_weight``: with targets 0 and 1 everywhere the two opacity losses sum to 1 (alpha in [0, 1])."""
+  config, models, state, batch, _ = setup
+  config = config.copy_and_resolve_references()
+  config.train.alpha_weight = 2.0
+  g_main = steps_lib.make_steps(models, config=config, mesh=parallel.make_mesh(1))['g_main']
+  res = config.model.output_resolution
+  figures = []
+  for target in (0.0, 1.0):
+    with_alpha = batch | {'alpha': np.full((len(batch['image']), res, res, 1), target, np.float32)}
+    _, metrics = g_main(_fresh(state), with_alpha, jax.random.key(0))
+    expected = metrics['g/loss_gan'] + 100 * metrics['g/loss_l1'] + 2.0 * metrics['g/loss_alpha']
+    np.testing.assert_allclose(metrics['g/loss'], expected, rtol=1e-5)
+    figures.append(float(metrics['g/loss_alpha']))
+  assert 0 < figures[0] < 1 and abs(sum(figures) - 1.0) < 1e-5
+
+
 def test_d_main_updates_discriminator_and_counts_the_step(setup):
   _, _, state, batch, steps = setup
   new, metrics = steps['d_main'](_fresh(state), batch, jax.random.key(0))
