@@ -57,6 +57,22 @@ def quiet_orbax_logs() -> None:
 
 
 CONFIG_FILE = 'config.json'
+
+# Model fields added after runs already existed, with the value every older run implicitly
+# had: a ``config.json`` without them describes that model (``with_model_defaults``).
+MODEL_FIELDS_ADDED = {
+  'representation': 'hexplane',
+  'nerf_frequencies': 10,
+  'nerf_hidden': 64,
+  'nerf_layers': 8,
+}
+
+
+def with_model_defaults(model: dict) -> dict:
+  """``model`` (a run's ``config.json`` model section) with ``MODEL_FIELDS_ADDED`` filled in where absent."""
+  return {**MODEL_FIELDS_ADDED, **model}
+
+
 CHECKPOINT_DIR = 'checkpoints'
 _STATE, _DATA = 'state', 'data'
 
@@ -187,7 +203,7 @@ def write_config(workdir: str | pathlib.Path, config: ml_collections.ConfigDict,
   new = json.loads(config.to_json())
   if path.is_file():
     old = json.loads(path.read_text())
-    if old.get('model') != new.get('model'):
+    if with_model_defaults(old.get('model', {})) != with_model_defaults(new.get('model', {})):
       raise ValueError(f'{path} describes a different model than this config; use a new workdir')
     return path
   if not write:
@@ -200,8 +216,11 @@ def write_config(workdir: str | pathlib.Path, config: ml_collections.ConfigDict,
 
 
 def read_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
-  """The config a work directory was trained with (``config.json``)."""
-  return ml_collections.ConfigDict(json.loads((pathlib.Path(workdir) / CONFIG_FILE).read_text()))
+  """The config a work directory was trained with (``config.json``; model fields added since filled in)."""
+  config = json.loads((pathlib.Path(workdir) / CONFIG_FILE).read_text())
+  if 'model' in config:
+    config['model'] = with_model_defaults(config['model'])
+  return ml_collections.ConfigDict(config)
 
 
 def restore_generator_ema(

@@ -1,10 +1,14 @@
-"""checkpoint.quiet_orbax_logs: orbax's INFO chatter is dropped from absl's handler, everything else kept."""
+"""checkpoint: orbax log filtering, and run configs written before model fields were added."""
 
+import json
 import logging as std_logging
 
+import pytest
 from absl import logging
 
+from configs import tiny
 from head360_jax import checkpoint
+from head360_jax.training import loop
 
 
 def _record(level: int, pathname: str, message: str = 'message') -> std_logging.LogRecord:
@@ -34,3 +38,29 @@ def test_quiet_orbax_logs_drops_only_orbax_info_and_is_idempotent():
     for target in (handler, std_logging.getLogger('absl')):
       for f in [f for f in target.filters if f not in before]:
         target.removeFilter(f)
+
+
+def _old_run(tmp_path):
+  """A run directory whose ``config.json`` predates ``MODEL_FIELDS_ADDED`` (those fields removed)."""
+  config = tiny.get_config()
+  checkpoint.write_config(tmp_path, config)
+  saved = json.loads((tmp_path / checkpoint.CONFIG_FILE).read_text())
+  for name in checkpoint.MODEL_FIELDS_ADDED:
+    del saved['model'][name]
+  (tmp_path / checkpoint.CONFIG_FILE).write_text(json.dumps(saved))
+  (tmp_path / 'checkpoints' / '7').mkdir(parents=True)
+  return config
+
+
+def test_runs_older_than_added_model_fields_read_resume_and_initialise(tmp_path):
+  config = _old_run(tmp_path)
+  restored = checkpoint.read_config(tmp_path)
+  for name, default in checkpoint.MODEL_FIELDS_ADDED.items():
+    assert restored.model[name] == default == config.model[name]
+  checkpoint.write_config(tmp_path, config)  # resuming: same model, no error
+  assert loop.check_init_from(tmp_path, config) == 7
+  config.model.representation = 'triplane'
+  with pytest.raises(loop.InitFromError, match="representation: 'hexplane' there vs 'triplane' here"):
+    loop.check_init_from(tmp_path, config)
+  with pytest.raises(ValueError, match='different model'):
+    checkpoint.write_config(tmp_path, config)

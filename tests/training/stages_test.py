@@ -53,6 +53,7 @@ def test_stage2_starts_from_stage1_resumes_itself_and_renders_bald(dataset, tmp_
 
   first = loop.train_and_evaluate(config, stage2_dir, build_models=build_models)
   assert max(first) == 1 and all(np.isfinite(v) for m in first.values() for v in m.values())
+  assert first[1]['g/loss_alpha'] > 0  # stage 2 trains the opacity term (configs/stage2.py)
   config.train.steps = 2
   assert min(loop.train_and_evaluate(config, stage2_dir, build_models=build_models)) == 2  # resumed stage 2
 
