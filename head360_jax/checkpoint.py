@@ -23,7 +23,7 @@ every process reads its own shard; only process 0 writes ``config.json``.
 import json
 import logging as std_logging
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import jax
 import ml_collections
@@ -57,10 +57,21 @@ def quiet_orbax_logs() -> None:
 
 
 CONFIG_FILE = 'config.json'
+CHECKPOINT_DIR = 'checkpoints'
+_STATE, _DATA = 'state', 'data'
 
 # Model fields added after runs already existed, with the value every older run implicitly
-# had: a ``config.json`` without them describes that model (``with_model_defaults``).
+# had (not always ``configs/base.py``'s: older runs were float32 throughout). A model section
+# without them describes that model: builds (``training/build.py``), resumes
+# (``write_config``) and ``train.init_from`` checks all read them through ``with_model_defaults``.
 MODEL_FIELDS_ADDED = {
+  'mouth_unet': False,
+  'blending_unet': False,
+  'compute_dtype': 'float32',
+  'g_num_bf16_res': 0,
+  'sr_num_bf16_res': 0,
+  'd_num_bf16_res': 0,
+  'latent': 'codes',
   'representation': 'hexplane',
   'nerf_frequencies': 10,
   'nerf_hidden': 64,
@@ -68,13 +79,9 @@ MODEL_FIELDS_ADDED = {
 }
 
 
-def with_model_defaults(model: dict) -> dict:
-  """``model`` (a run's ``config.json`` model section) with ``MODEL_FIELDS_ADDED`` filled in where absent."""
+def with_model_defaults(model: Mapping) -> dict:
+  """A config's ``model`` section (dict or ConfigDict) as a dict, ``MODEL_FIELDS_ADDED`` filled in where absent."""
   return {**MODEL_FIELDS_ADDED, **model}
-
-
-CHECKPOINT_DIR = 'checkpoints'
-_STATE, _DATA = 'state', 'data'
 
 
 class Checkpointer:

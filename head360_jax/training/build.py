@@ -23,7 +23,7 @@ convolution in bfloat16; mappings, styles, rendering, decoder and the discrimina
 stay float32), and the reference's mixed precision in bfloat16, per network, as its highest
 resolutions in bfloat16: ``model.g_num_bf16_res`` (texture/static StyleGAN2s and StyleUNets;
 reference 0), ``model.sr_num_bf16_res`` (reference 4) and ``model.d_num_bf16_res`` (reference
-4). Absent fields (configs saved before they existed) mean float32.
+4). Absent fields (configs saved before they existed) mean float32 (``checkpoint.MODEL_FIELDS_ADDED``).
 """
 
 import pathlib
@@ -34,6 +34,7 @@ import ml_collections
 from flax import nnx
 from jaxtyping import Array, Float, Int
 
+from head360_jax import checkpoint
 from head360_jax.geometry import bilinear
 from head360_jax.models import discriminator as discriminator_lib
 from head360_jax.models import generator as generator_lib
@@ -42,7 +43,11 @@ from head360_jax.training import state as state_lib
 
 
 def generator_config(model: ml_collections.ConfigDict) -> generator_lib.GeneratorConfig:
-  """``generator_lib.GeneratorConfig`` from a config's ``model`` section (configs/base.py names)."""
+  """``generator_lib.GeneratorConfig`` from a config's ``model`` section (configs/base.py names).
+
+  Fields the section lacks (runs saved before they existed) take ``checkpoint.MODEL_FIELDS_ADDED``.
+  """
+  added = checkpoint.with_model_defaults(model)
   return generator_lib.GeneratorConfig(
     z_dim=model.z_dim,
     c_dim=model.c_dim,
@@ -63,16 +68,16 @@ def generator_config(model: ml_collections.ConfigDict) -> generator_lib.Generato
     sr_noise_dim=model.sr_noise_dim,
     box_warp=model.box_warp,
     stage=model.stage,
-    mouth_unet=model.get('mouth_unet', False),
-    blending_unet=model.get('blending_unet', False),
-    compute_dtype=model.get('compute_dtype', 'float32'),
-    num_bf16_res=model.get('g_num_bf16_res', 0),
-    sr_num_bf16_res=model.get('sr_num_bf16_res', 0),
-    latent=model.get('latent', 'codes'),
-    representation=model.get('representation', 'hexplane'),
-    nerf_frequencies=model.get('nerf_frequencies', 10),
-    nerf_hidden=model.get('nerf_hidden', 64),
-    nerf_layers=model.get('nerf_layers', 8),
+    mouth_unet=added['mouth_unet'],
+    blending_unet=added['blending_unet'],
+    compute_dtype=added['compute_dtype'],
+    num_bf16_res=added['g_num_bf16_res'],
+    sr_num_bf16_res=added['sr_num_bf16_res'],
+    latent=added['latent'],
+    representation=added['representation'],
+    nerf_frequencies=added['nerf_frequencies'],
+    nerf_hidden=added['nerf_hidden'],
+    nerf_layers=added['nerf_layers'],
   )
 
 
@@ -91,7 +96,7 @@ def identity_latents(
     'codes': the fixed Gaussian ``generator_lib.identity_codes``; 'identity_factor': the factor
     rows, ``t = h = factors[identity]`` (unit-free; the mapping normalises them).
   """
-  if model.get('latent', 'codes') == 'identity_factor':
+  if checkpoint.with_model_defaults(model)['latent'] == 'identity_factor':
     rows = jnp.asarray(factors, jnp.float32)[jnp.asarray(identity, jnp.int32)]
     return rows, rows
   return generator_lib.identity_codes(identity, model.z_dim, model.codes_seed)
@@ -105,7 +110,7 @@ def new_head_latents(
   'codes': ``t ~ N(0, I)`` from ``key_t`` and ``h`` from ``key_h``; 'identity_factor':
   ``t = h = s`` (as the reference: a new head's look follows its shape code).
   """
-  if model.get('latent', 'codes') == 'identity_factor':
+  if checkpoint.with_model_defaults(model)['latent'] == 'identity_factor':
     s = jnp.asarray(s, jnp.float32)
     return s, s
   return jax.random.normal(key_t, (model.z_dim,)), jax.random.normal(key_h, (model.z_dim,))
@@ -201,7 +206,7 @@ def build_models(config: ml_collections.ConfigDict) -> state_lib.Networks:
     channel_max=config.model.d_channel_max,
     mbstd_group_size=config.model.d_mbstd_group,
     mbstd_num_channels=config.model.d_mbstd_channels,
-    num_bf16_res=config.model.get('d_num_bf16_res', 0),
+    num_bf16_res=checkpoint.with_model_defaults(config.model)['d_num_bf16_res'],
     compute_dtype=layers.compute_dtype(cfg.compute_dtype),
     rngs=rngs,
   )

@@ -79,7 +79,7 @@ def check_init_from(init_from: str | pathlib.Path, config: ml_collections.Config
   root = pathlib.Path(init_from)
   if not (root / checkpoint.CONFIG_FILE).is_file():
     raise InitFromError(f'train.init_from={str(init_from)!r}: no {checkpoint.CONFIG_FILE} there (not a training run)')
-  theirs = checkpoint.with_model_defaults(json.loads((root / checkpoint.CONFIG_FILE).read_text()).get('model', {}))
+  theirs = json.loads(checkpoint.read_config(root).model.to_json())  # added fields filled in by read_config
   ours = checkpoint.with_model_defaults(json.loads(config.model.to_json()))
   differ = sorted(k for k in set(theirs) | set(ours) if k not in _INIT_FROM_MAY_DIFFER and theirs.get(k) != ours.get(k))
   if differ:
