@@ -221,26 +221,36 @@ _DW_ROW_BLOCKS = 8
 _DW_MIN_BLOCKED_ROWS = 128
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def conv2d(
   x: Float[Array, 'b h w i'], weight: Float[Array, 'kh kw i o'], padding: Padding2d
 ) -> Float[Array, 'b hh ww o']:
   """Stride-1 cross-correlation (torch ``conv2d``) whose derivatives of every order are convolutions and GEMMs.
 
-  ``padding`` is ``((top, bottom), (left, right))`` zeros (static). The gradients are written as
-  this same function, ``dx = conv2d(dy, flip(W)ᵀ, k - 1 - padding)``, and ``dW`` as one GEMM
-  per kernel tap over the shifted inputs (``_weight_gradient_tap``), so their derivatives are
-  convolutions and GEMMs again. XLA's own transpose rules produce kernel reversal
-  (``rhs_reversal``) and dilated convolutions in second derivatives (R1's double backward),
-  which XLA:CPU does not hand to its fast kernels and runs as loop nests ~50x slower, and its
-  weight-gradient convolutions ran at 15-45 GFLOP/s here against 65-137 for the blocked GEMMs.
-  On GPU every piece is a cuDNN convolution or a cuBLAS GEMM.
+  ``padding`` is ``((top, bottom), (left, right))`` zeros (static). A 1x1 kernel without padding
+  is one GEMM over the pixels (``einsum``): XLA:CPU's convolution ran those 1.1-15x slower than the
+  same GEMM on the 2-core CPU (512² 128 -> 3, a ToRGB layer: 64 ms vs 4.3 ms; 512² 64 -> 128:
+  112 vs 45 ms), and autodiff's derivatives of a GEMM are GEMMs. Other kernels go through
+  ``_conv2d_spatial``, whose gradients are written as this same function,
+  ``dx = conv2d(dy, flip(W)ᵀ, k - 1 - padding)``, and ``dW`` as one GEMM per kernel tap over the
+  shifted inputs (``_weight_gradient_tap``), so their derivatives are convolutions and GEMMs
+  again. XLA's own transpose rules produce kernel reversal (``rhs_reversal``) and dilated
+  convolutions in second derivatives (R1's double backward), which XLA:CPU does not hand to its
+  fast kernels and runs as loop nests ~50x slower, and its weight-gradient convolutions ran at
+  15-45 GFLOP/s here against 65-137 for the blocked GEMMs. On GPU every piece is a cuDNN
+  convolution or a cuBLAS GEMM.
   """
+  if weight.shape[:2] == (1, 1) and padding == ((0, 0), (0, 0)):
+    return jnp.einsum('bhwi,io->bhwo', x, weight[0, 0])
+  return _conv2d_spatial(x, weight, padding)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv2d_spatial(x: Array, weight: Array, padding: Padding2d) -> Array:
   return lax.conv_general_dilated(x, weight, (1, 1), padding, dimension_numbers=_DIMENSIONS)
 
 
 def _conv2d_fwd(x, weight, padding):
-  return conv2d(x, weight, padding), (x, weight)
+  return _conv2d_spatial(x, weight, padding), (x, weight)
 
 
 def _conv2d_bwd(padding, residuals, dy):
@@ -274,7 +284,7 @@ def _weight_gradient_tap(x: Float[Array, 'b hh ww i'], dy: Float[Array, 'b hh ww
   return out.astype(x.dtype)
 
 
-conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+_conv2d_spatial.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
 def _subpixel_table(k: int, up: int, edge: int) -> tuple[list[list[int]], int, int]:

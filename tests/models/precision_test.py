@@ -31,9 +31,10 @@ def _rel_l2(actual, expected) -> float:
   return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
 
 
-def _convolution_dtypes(hlo: str) -> list[str]:
-  """Element type of the result of every convolution in a lowered StableHLO module."""
-  return [re.search(r'-> tensor<[0-9x]*x(\w+)>', line).group(1) for line in hlo.splitlines() if 'convolution' in line]
+def _convolution_dtypes(hlo: str, op: str = 'convolution') -> list[str]:
+  """Element type of the result of every ``op`` (convolution, dot_general) in a lowered StableHLO module."""
+  lines = [line for line in hlo.splitlines() if f'stablehlo.{op}' in line]
+  return [re.search(r'-> tensor<[0-9x]*x(\w+)>', line).group(1) for line in lines]
 
 
 def test_block_dtype_follows_the_num_fp16_res_rule():
@@ -76,10 +77,13 @@ def test_bf16_synthesis_block_lowers_to_bf16_convolutions(fused):
     )
     hlo[dtype] = jax.jit(fn).lower(params, x).as_text()
     outputs[dtype] = jax.jit(fn)(params, x)
-  # bf16: conv0 (a sub-pixel transposed conv; its FIR is pads and slices, no convolution), conv1 and
-  # toRGB. The skip image's FIR up-sampling stays float32 (img16 below).
+  # bf16: conv0 (a sub-pixel transposed conv; its FIR is pads and slices, no convolution) and conv1
+  # as convolutions, toRGB (1x1) as a GEMM; the style affines are float32 GEMMs in both. The skip
+  # image's FIR up-sampling stays float32 (img16 below).
   assert set(_convolution_dtypes(hlo[F32])) == {'f32'}
-  assert _convolution_dtypes(hlo[BF16]) == ['bf16'] * 3
+  assert set(_convolution_dtypes(hlo[F32], 'dot_general')) == {'f32'}
+  assert _convolution_dtypes(hlo[BF16]) == ['bf16'] * 2
+  assert _convolution_dtypes(hlo[BF16], 'dot_general').count('bf16') == 1
   (x32, img32), (x16, img16) = outputs[F32], outputs[BF16]
   assert x16.dtype == BF16 and img16.dtype == F32 and x32.dtype == img32.dtype == F32
   assert _rel_l2(x16, x32) < REL_L2_BOUND  # measured 0.6 % (fused 0.5 %)

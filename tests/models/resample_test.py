@@ -116,7 +116,8 @@ def test_conv2d_resample_matches_lax_reference_values_and_gradients(k, up, down,
 
 
 @pytest.mark.parametrize(
-  'k,up,down,padding,channels', [(3, 1, 2, 1, 4), (3, 2, 1, 1, 4), (3, 1, 1, 1, 4), (1, 1, 2, 0, 4), (3, 1, 1, 1, 256)]
+  'k,up,down,padding,channels',
+  [(3, 1, 2, 1, 4), (3, 2, 1, 1, 4), (3, 1, 1, 1, 4), (1, 1, 2, 0, 4), (1, 1, 1, 0, 4), (3, 1, 1, 1, 256)],
 )
 def test_second_derivatives_match_reference(k, up, down, padding, channels):
   """R1's double backward: d/dW of |d out / d x|², as the discriminator's R1 penalty takes it.
@@ -188,3 +189,18 @@ def test_conv2d_weight_gradient_in_row_blocks(rows):
   grads = lambda fn: jax.grad(lambda x, w: jnp.sum(fn(x, w) * probe), argnums=(0, 1))(x, w)
   for a, b in zip(grads(ours), grads(ref), strict=True):
     _close(a, b)
+
+
+def test_pointwise_conv2d_is_a_gemm_with_gemm_derivatives():
+  """A 1x1 unpadded conv2d (ToRGB, skip layers) lowers to dot_general only, first and second derivatives too."""
+  x = _random((1, 8, 8, 6), 16)
+  w = _random((1, 1, 6, 3), 17)
+  conv = lambda x, w: layers.conv2d(x, w, ((0, 0), (0, 0)))
+  ref = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), 'VALID', dimension_numbers=_DN)
+  _close(conv(x, w), ref(x, w))
+  r1 = lambda w: jnp.sum(jnp.square(jax.grad(lambda x: jnp.sum(jnp.tanh(conv(x, w))))(x)))
+  hlo = jax.jit(jax.grad(r1)).lower(w).as_text()
+  assert 'stablehlo.dot_general' in hlo
+  assert 'stablehlo.convolution' not in hlo
+  # A padded 1x1 kernel keeps the convolution (the GEMM form has no border).
+  assert 'stablehlo.convolution' in jax.jit(lambda x, w: layers.conv2d(x, w, ((1, 1), (1, 1)))).lower(x, w).as_text()
