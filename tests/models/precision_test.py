@@ -77,13 +77,13 @@ def test_bf16_synthesis_block_lowers_to_bf16_convolutions(fused):
     )
     hlo[dtype] = jax.jit(fn).lower(params, x).as_text()
     outputs[dtype] = jax.jit(fn)(params, x)
-  # bf16: conv0 (a sub-pixel transposed conv; its FIR is pads and slices, no convolution) and conv1
-  # as convolutions, toRGB (1x1) as a GEMM; the style affines are float32 GEMMs in both. The skip
-  # image's FIR up-sampling stays float32 (img16 below).
+  # bf16: conv0 (a sub-pixel transposed conv: 2x2, 2x1 and 1x2 phase convolutions and a 1x1 phase
+  # GEMM; its FIR is pads and slices) and conv1 as convolutions, toRGB (1x1) as a GEMM; the style
+  # affines are float32 GEMMs in both. The skip image's FIR up-sampling stays float32 (img16 below).
   assert set(_convolution_dtypes(hlo[F32])) == {'f32'}
   assert set(_convolution_dtypes(hlo[F32], 'dot_general')) == {'f32'}
-  assert _convolution_dtypes(hlo[BF16]) == ['bf16'] * 2
-  assert _convolution_dtypes(hlo[BF16], 'dot_general').count('bf16') == 1
+  assert _convolution_dtypes(hlo[BF16]) == ['bf16'] * 4
+  assert _convolution_dtypes(hlo[BF16], 'dot_general').count('bf16') == 2
   (x32, img32), (x16, img16) = outputs[F32], outputs[BF16]
   assert x16.dtype == BF16 and img16.dtype == F32 and x32.dtype == img32.dtype == F32
   assert _rel_l2(x16, x32) < REL_L2_BOUND  # measured 0.6 % (fused 0.5 %)
