@@ -5,6 +5,7 @@ Usage::
   .venv/bin/python bench/reference_compare.py [--components texture,static,...|all|none]
       [--phases g_main,d_main,g_reg,d_reg|all|none] [--repeats 3] [--precision float32]
       [--config configs/synhead.py] [--root DATASET] [--json PATH] [--compilation-cache]
+      [--torch-calibration CALIBRATION.json]
 
 Every row runs in a fresh child process (this script with ``--worker``), so its peak resident
 memory (the process's VmHWM, as the reference reports it) is that row's alone. Each row is
@@ -25,6 +26,11 @@ Phases: g_main, d_main, g_reg, d_reg of ``training/steps.py`` at batch 1, one ji
 (our phases include the Adam update, which the reference's figures exclude: 0.38 s for G), with
 the training step set to 1e6 images seen as the reference's (blur faded out, camera swaps at
 their final probability).
+
+The reference was timed on one day and these shared machines drift (the same PyTorch texture
+network ran 1.9x faster on 2026-12-07 than the reference file says): ``--torch-calibration`` takes
+the JSON of ``bench/torch_calibration.py`` run beside this script and adds "torch today" (the
+reference times its factor) and the ratio to it. Compare against those.
 
 The persistent XLA compilation cache is off here unless ``--compilation-cache`` is given, so
 compile times are cold compiles.
@@ -315,6 +321,13 @@ def _spawn(row: str, args, root: str) -> dict:
   return result
 
 
+def _scaled(ref, factor: float | None):
+  """A reference figure (a number or a [low, high] range) times ``factor``; None without one."""
+  if factor is None or ref is None:
+    return None
+  return [v * factor for v in ref] if isinstance(ref, list) else ref * factor
+
+
 def _select(text: str, choices: tuple[str, ...], flag: str) -> list[str]:
   if text == 'all':
     return list(choices)
@@ -338,6 +351,10 @@ def main() -> None:
   parser.add_argument('--data-resolution', type=int, default=64)
   parser.add_argument('--json', help='write every number (ours, the reference, ratios) to this file')
   parser.add_argument('--compilation-cache', action='store_true', help='use the persistent XLA cache (warm compiles)')
+  parser.add_argument(
+    '--torch-calibration',
+    help='JSON of bench/torch_calibration.py run on this machine today: adds the reference scaled by its factor',
+  )
   parser.add_argument('--worker', help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
@@ -361,12 +378,24 @@ def main() -> None:
       print(f'-- phase {name}', flush=True)
       report['phases'][name] = _spawn(f'phase:{name}', args, root)
 
+  factor = None
+  if args.torch_calibration:
+    with open(args.torch_calibration) as f:
+      calibration = json.load(f)
+    factor = calibration['factor']
+    report['torch_calibration'] = calibration
+    print(f'\ntorch today = reference x {factor:.3f} (bench/torch_calibration.py: the texture row re-timed today)')
+  scaled_header = ['torch today', 'ratio today'] if factor is not None else []
+
   if components:
     rows = []
     for name, ours in report['components'].items():
       ref = reference['components'][name]
       for mode in ('fwd', 'fwd_bwd'):
         ours[f'{mode}_ratio'] = _ratio(ours.get(mode), ref.get(mode))
+      today = _scaled(ref.get('fwd_bwd'), factor)
+      if factor is not None:
+        ours['fwd_bwd_ratio_today'] = _ratio(ours.get('fwd_bwd'), today)
       rows.append(
         [
           name,
@@ -376,18 +405,23 @@ def main() -> None:
           _fmt(ours.get('fwd_bwd')),
           _fmt(ref.get('fwd_bwd')),
           ours['fwd_bwd_ratio'],
+          *([_fmt(today), ours['fwd_bwd_ratio_today']] if factor is not None else []),
           _fmt(ours.get('fwd_bwd_compile_s'), 1),
           _fmt((ours.get('peak_rss') or 0) / 2**30),
         ]
       )
     print('\n== Components (seconds; ratio = ours / torch) ==')
-    header = ['component', 'fwd', 'torch', 'ratio', 'fwd+bwd', 'torch', 'ratio', 'compile fwd+bwd', 'peak GiB']
+    header = ['component', 'fwd', 'torch', 'ratio', 'fwd+bwd', 'torch', 'ratio', *scaled_header]
+    header += ['compile fwd+bwd', 'peak GiB']
     print(common.table(header, rows))
   if phases:
     rows = []
     for name, ours in report['phases'].items():
       ref = reference['phases'][name]
       ours['ratio'] = _ratio(ours.get('seconds'), ref.get('seconds'))
+      today = _scaled(ref.get('seconds'), factor)
+      if factor is not None:
+        ours['ratio_today'] = _ratio(ours.get('seconds'), today)
       peak = ours.get('peak_rss')
       rows.append(
         [
@@ -395,13 +429,15 @@ def main() -> None:
           _fmt(ours.get('seconds')),
           _fmt(ref.get('seconds')),
           ours['ratio'],
+          *([_fmt(today), ours['ratio_today']] if factor is not None else []),
           _fmt(ours.get('compile_s'), 1),
           _fmt(None if peak is None else peak / 2**30),
           _fmt(ref.get('peak_rss_gb') and ref['peak_rss_gb'] * 1e9 / 2**30),
         ]
       )
     print('\n== Training phases (seconds; ratio = ours / torch) ==')
-    print(common.table(['phase', 'ours', 'torch', 'ratio', 'compile', 'peak GiB', 'torch peak GiB'], rows))
+    header = ['phase', 'ours', 'torch', 'ratio', *scaled_header, 'compile', 'peak GiB', 'torch peak GiB']
+    print(common.table(header, rows))
     print('  * ours include the Adam update (the reference excludes it: 0.38 s for G).')
   report['reference'] = reference
   if args.json:
