@@ -50,8 +50,9 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if not flags.FLAGS['verbosity'].present:  # progress and results only; --verbosity=0 brings INFO logs back
     logging.set_verbosity(logging.WARNING)
-  from head360_jax import checkpoint, compilation_cache
+  from head360_jax import checkpoint, compilation_cache, xla_options
 
+  xla_options.apply()
   compilation_cache.enable(_COMPILATION_CACHE.value)
   checkpoint.quiet_orbax_logs()
   import dataclasses

@@ -44,8 +44,9 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'Multi-process: this proc
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  from head360_jax import checkpoint, compilation_cache, parallel
+  from head360_jax import checkpoint, compilation_cache, parallel, xla_options
 
+  xla_options.apply()
   try:  # before anything touches a JAX backend
     parallel.initialize_distributed(_COORDINATOR_ADDRESS.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   except ValueError as error:

@@ -17,8 +17,12 @@ from collections.abc import Callable, Iterator
 import jax
 import psutil
 
+from head360_jax import xla_options
 from head360_jax.data import build_dataset
 from head360_jax.geometry import bilinear, rig
+
+# Bench scripts are entry points: XLA reads XLA_FLAGS at the first computation, so importing jax above is fine.
+xla_options.apply()
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 

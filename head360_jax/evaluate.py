@@ -50,7 +50,7 @@ from absl import logging
 from flax import nnx
 from PIL import Image
 
-from head360_jax import checkpoint, compilation_cache
+from head360_jax import checkpoint, compilation_cache, xla_options
 from head360_jax.data import sources, transforms
 from head360_jax.metrics import image as image_metrics
 from head360_jax.metrics import lpips as lpips_lib
@@ -464,6 +464,7 @@ def main(argv=None) -> None:
     '--no-compilation-cache', dest='compilation_cache', action='store_false', help='no persistent XLA cache'
   )
   args = parser.parse_args(argv)
+  xla_options.apply()
   compilation_cache.enable(args.compilation_cache)
   checkpoint.quiet_orbax_logs()
   nets = tuple(filter(None, args.nets.split(',')))

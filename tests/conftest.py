@@ -8,6 +8,10 @@ import os
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=2 --xla_llvm_disable_expensive_passes=true')
 
+from head360_jax import xla_options  # noqa: E402
+
+xla_options.apply()  # the entry points' XLA:CPU options, so the tests run what users run
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 

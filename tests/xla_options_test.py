@@ -1,0 +1,25 @@
+"""head360_jax.xla_options: the XLA:CPU flags the entry points add to XLA_FLAGS."""
+
+import os
+
+from head360_jax import xla_options
+
+FLAG = '--xla_cpu_enable_concurrency_optimized_scheduler'
+
+
+def test_apply_appends_missing_flags_and_keeps_the_users():
+  env = {'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
+  value = xla_options.apply(env)
+  assert value == env['XLA_FLAGS'] == f'--xla_force_host_platform_device_count=2 {FLAG}=false'
+  assert xla_options.apply(env) == value  # idempotent
+
+  user = {'XLA_FLAGS': f'{FLAG}=true'}
+  assert xla_options.apply(user) == f'{FLAG}=true'  # the user's choice wins
+
+  empty = {}
+  assert xla_options.apply(empty) == f'{FLAG}=false'
+
+
+def test_the_test_processes_run_with_the_entry_points_flags():
+  # tests/conftest.py applies them before jax starts, as train.py, render.py and fit.py do.
+  assert f'{FLAG}=false' in os.environ['XLA_FLAGS']
