@@ -3,7 +3,10 @@
 XLA reads ``XLA_FLAGS`` once, when the first computation starts the backend, so ``apply`` runs at
 the top of each entry point's ``main`` (train.py, render.py, fit.py, ``evaluate``, the benchmarks
 in ``bench/`` through ``bench/common.py``, and ``tests/conftest.py``). A flag that ``XLA_FLAGS``
-already names keeps the user's value. The flags are XLA:CPU's; other backends ignore them.
+already names keeps the user's value. The flags are XLA:CPU's; other backends ignore them. XLA
+aborts the process on a flag it does not know, so a flag whose name the installed jaxlib's
+libraries do not contain (a renamed or removed flag in another jax release) is left out with a
+warning.
 
 * ``xla_cpu_enable_concurrency_optimized_scheduler=false``: the default scheduler orders a
   program so that independent ops can run side by side, and so keeps many more buffers live at
@@ -13,19 +16,46 @@ already names keeps the user's value. The flags are XLA:CPU's; other backends ig
   effect on the schedule on jax 0.10.2, hence the environment variable.)
 """
 
+import functools
+import importlib.util
+import mmap
 import os
+import pathlib
+import warnings
 from collections.abc import MutableMapping
 
 CPU_FLAGS = {'xla_cpu_enable_concurrency_optimized_scheduler': 'false'}
+
+
+@functools.cache
+def known_to_jaxlib(name: str) -> bool:
+  """Whether the installed jaxlib's shared libraries contain the flag name ``name`` (a byte search, ~10 ms)."""
+  spec = importlib.util.find_spec('jaxlib')
+  if spec is None or spec.origin is None:
+    return False
+  libraries = sorted(pathlib.Path(spec.origin).parent.rglob('*.so'), key=lambda path: -path.stat().st_size)
+  for path in libraries:
+    with open(path, 'rb') as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+      if data.find(name.encode()) >= 0:
+        return True
+  return False
 
 
 def apply(environ: MutableMapping[str, str] = os.environ) -> str:
   """Appends ``CPU_FLAGS`` to ``environ['XLA_FLAGS']`` (flags it already names are left alone); returns the value.
 
   Call before the first JAX computation of the process; later calls change nothing that XLA sees.
+  A flag the installed jaxlib does not know (``known_to_jaxlib``) is skipped with a ``RuntimeWarning``.
   """
   current = environ.get('XLA_FLAGS', '')
-  extra = [f'--{name}={value}' for name, value in CPU_FLAGS.items() if f'--{name}=' not in current]
+  extra = []
+  for name, value in CPU_FLAGS.items():
+    if f'--{name}=' in current:
+      continue
+    if not known_to_jaxlib(name):
+      warnings.warn(f'jaxlib does not know the XLA flag {name}; running without it', RuntimeWarning, stacklevel=2)
+      continue
+    extra.append(f'--{name}={value}')
   if extra:
     environ['XLA_FLAGS'] = ' '.join([current, *extra]).strip()
   return environ.get('XLA_FLAGS', '')

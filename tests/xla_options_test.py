@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from head360_jax import xla_options
 
 FLAG = '--xla_cpu_enable_concurrency_optimized_scheduler'
@@ -23,3 +25,13 @@ def test_apply_appends_missing_flags_and_keeps_the_users():
 def test_the_test_processes_run_with_the_entry_points_flags():
   # tests/conftest.py applies them before jax starts, as train.py, render.py and fit.py do.
   assert f'{FLAG}=false' in os.environ['XLA_FLAGS']
+
+
+def test_a_flag_jaxlib_does_not_know_is_skipped_with_a_warning(monkeypatch):
+  # XLA aborts the whole process on an unknown flag in XLA_FLAGS, so apply() must never add one.
+  assert xla_options.known_to_jaxlib('xla_cpu_enable_concurrency_optimized_scheduler')
+  assert not xla_options.known_to_jaxlib('xla_cpu_no_such_flag_in_any_release')
+  monkeypatch.setattr(xla_options, 'CPU_FLAGS', {'xla_cpu_no_such_flag_in_any_release': 'true'})
+  env = {'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
+  with pytest.warns(RuntimeWarning, match='does not know'):
+    assert xla_options.apply(env) == '--xla_force_host_platform_device_count=2'
