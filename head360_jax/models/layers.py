@@ -321,7 +321,9 @@ def conv_transpose2d(
   shuffle and a crop: no dilated convolution, whose weight gradient XLA:CPU runs as a loop nest
   (6.3 s vs 0.2 s at 128² x 256 -> 128). One convolution of all phases stacked on the output
   channels would pad the short phases with zero taps (16 multiply-adds instead of 9); the
-  separate phases took 0.71-0.78x its forward+backward time on the 2-core CPU.
+  separate phases took 0.71-0.78x its forward+backward time on the 2-core CPU. On GPU (not
+  measured: no GPU was lent) each phase is a cuDNN convolution and the 1x1 phase a cuBLAS GEMM:
+  the same 9/16 of the FLOPs for three more kernel launches per layer.
   """
   b, h, w, cin = x.shape
   k, cout = weight.shape[0], weight.shape[3]
