@@ -259,9 +259,12 @@ def _conv2d_bwd(padding, residuals, dy):
   (top, bottom), (left, right) = padding
   dx_padding = ((kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right))
   dx = conv2d(dy, jnp.flip(weight, (0, 1)).swapaxes(2, 3), dx_padding)
-  x = _pad_spatial(x, (top, bottom), (left, right))
   rows, cols = dy.shape[1:3]
-  dw = [_weight_gradient_tap(x[:, a : a + rows, c : c + cols], dy) for a in range(kh) for c in range(kw)]
+  h, w = x.shape[1:3]
+  # Tap (a, c) reads the zero-padded input at offset (a, c): one pad-and-crop of x each (lax.pad takes negative
+  # amounts), which XLA fuses into the tap's copy instead of writing the whole padded input first.
+  shifted = lambda a, c: _pad_spatial(x, (top - a, a + rows - top - h), (left - c, c + cols - left - w))
+  dw = [_weight_gradient_tap(shifted(a, c), dy) for a in range(kh) for c in range(kw)]
   return dx, jnp.stack(dw).reshape(kh, kw, x.shape[3], dy.shape[3])
 
 
