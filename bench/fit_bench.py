@@ -17,29 +17,19 @@ per-100-steps times exclude the compiling first step of each pass; the total is 
 import argparse
 import dataclasses
 import pathlib
-import statistics
 import tempfile
 import time
 
 import common  # bench/common.py
 import jax
 import numpy as np
+import timing  # bench/timing.py
 
 from head360_jax import assets, inference
 from head360_jax.fitting import align, correspondence, pipeline, shape
 from head360_jax.fitting import landmarks as landmarks_lib
 from head360_jax.geometry import bilinear
 from head360_jax.geometry import rig as rig_lib
-
-
-def _median_time(fn, repeats: int) -> float:
-  fn()  # warm-up: loads the TFLite models
-  times = []
-  for _ in range(repeats):
-    tic = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - tic)
-  return statistics.median(times)
 
 
 def main() -> None:
@@ -53,8 +43,8 @@ def main() -> None:
 
   photo = landmarks_lib.load_image(args.image)
   landmarker, segmenter = landmarks_lib.FaceLandmarker(), landmarks_lib.SelfieSegmenter()
-  detect = _median_time(lambda: landmarker(photo), args.repeats)
-  segment = _median_time(lambda: segmenter(photo), args.repeats)
+  detect = timing.median_time(lambda: landmarker(photo), args.repeats)
+  segment = timing.median_time(lambda: segmenter(photo), args.repeats)
 
   renderer = inference.HeadRenderer(args.workdir)
   options = pipeline.FitOptions()

@@ -29,8 +29,8 @@ import math
 import os
 import pathlib
 import statistics
-import time
 
+import timing  # bench/timing.py (no JAX)
 import torch
 import torch.nn.functional as F
 
@@ -135,16 +135,6 @@ class Synthesis(torch.nn.Module):
     return img
 
 
-def _median_time(fn, repeats: int) -> float:
-  fn()  # warm-up
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--repeats', type=int, default=5, help='timed calls after one warm-up (median; the reference: 5)')
@@ -161,7 +151,7 @@ def main() -> None:
     raise SystemExit(f'the re-created network has {params_m:.2f} M parameters, the reference row {row["params_m"]} M')
   ws = torch.randn(1, net.num_ws, W_DIM)
   with torch.no_grad():
-    fwd = _median_time(lambda: net(ws), args.repeats)
+    fwd = timing.median_time(lambda: net(ws), args.repeats)
   ws_grad = ws.clone().requires_grad_(True)
 
   def fwd_bwd():
@@ -169,7 +159,7 @@ def main() -> None:
     ws_grad.grad = None
     net(ws_grad).mean().backward()
 
-  fwd_bwd_s = _median_time(fwd_bwd, args.repeats)
+  fwd_bwd_s = timing.median_time(fwd_bwd, args.repeats)
   factors = {'fwd': fwd / row['fwd'], 'fwd_bwd': fwd_bwd_s / row['fwd_bwd']}
   result = {
     'torch': torch.__version__,

@@ -343,7 +343,9 @@ def conv_transpose2d(
       if not uy or not ux:  # a phase no tap reaches (k < up) is zero
         row.append(jnp.zeros((b, rows, cols, cout), x.dtype))
         continue
-      kernel = weight[jnp.array([table[ry][u] for u in uy])][:, jnp.array([table[rx][u] for u in ux])]
+      # A phase's taps step by ``up`` along the window (``_subpixel_table``): a static strided slice of the kernel.
+      ay, ax = table[ry][uy[0]], table[rx][ux[0]]
+      kernel = weight[ay : ay + up * len(uy) : up, ax : ax + up * len(ux) : up]
       window_x = x[:, uy[0] : uy[-1] + rows, ux[0] : ux[-1] + cols]
       row.append(conv2d(window_x, kernel, ((0, 0), (0, 0))))
     phases.append(jnp.stack(row, 3))  # (b, rows, cols, up: column phase, o)
