@@ -378,12 +378,12 @@ def train_bench(config, networks_models) -> list[dict]:
   rng = jax.random.key(0)
   rows = []
   for phase in ('g_main', 'd_main', 'g_reg', 'd_reg'):
-    # make_steps returns partial(_bind_rest, jitted, g_rest, d_rest): compile ahead of time to read
-    # XLA's memory needs before running.
-    jitted, g_rest, d_rest = step_fns[phase].args
+    # make_steps returns partial(_bind_rest, jitted, g_rest, d_rest, lpips_params): compile ahead of
+    # time to read XLA's memory needs before running.
+    jitted, *rest = step_fns[phase].args
     row = {'phase': phase}
     with common.PeakRSS() as compile_mem:
-      compiled = jitted.lower(state, batch, rng, g_rest, d_rest).compile()
+      compiled = jitted.lower(state, batch, rng, *rest).compile()
     row['compile_s'] = compile_mem.seconds
     row['compile_peak_rss_delta'] = compile_mem.delta
     row['xla_flops'] = common.cost_flops(compiled)
@@ -400,7 +400,7 @@ def train_bench(config, networks_models) -> list[dict]:
       continue
     with common.PeakRSS() as run_mem:
       start = time.perf_counter()
-      state, metrics = compiled(state, batch, rng, g_rest, d_rest)
+      state, metrics = compiled(state, batch, rng, *rest)
       jax.block_until_ready((state, metrics))
       row['run_s'] = time.perf_counter() - start
     row['run_peak_rss_delta'] = run_mem.delta

@@ -52,15 +52,15 @@ def bench_precision(config, source, repeats: int, peak_tflops: float | None = No
   for phase in PHASES:
     # Compiled ahead of time for XLA's FLOP count; steps donate their state, so each call gets
     # the state the previous one returned.
-    jitted, g_rest, d_rest = step_fns[phase].args
+    jitted, *rest = step_fns[phase].args
     start = time.perf_counter()
-    compiled = jitted.lower(state, batch, rng, g_rest, d_rest).compile()
+    compiled = jitted.lower(state, batch, rng, *rest).compile()
     times[f'{phase}_compile'] = time.perf_counter() - start
     times[f'{phase}_flops'] = common.cost_flops(compiled) or 0.0
     holder = {'state': state}
 
-    def call(compiled=compiled, holder=holder, g_rest=g_rest, d_rest=d_rest):
-      holder['state'], metrics = compiled(holder['state'], batch, rng, g_rest, d_rest)
+    def call(compiled=compiled, holder=holder, rest=rest):
+      holder['state'], metrics = compiled(holder['state'], batch, rng, *rest)
       return metrics
 
     first, median = common.time_fn(call, repeats)

@@ -30,7 +30,9 @@ def lazy_ratio(interval: int | None) -> float:
   return interval / (interval + 1)
 
 
-def lazy_adam(learning_rate: float, interval: int | None) -> optax.GradientTransformation:
+def lazy_adam(
+  learning_rate: float, interval: int | None, *, decay_steps: int | None = None, final_fraction: float = 0.0
+) -> optax.GradientTransformation:
   """Adam β = (0, 0.99), ε = 1e-8, corrected for lazy regularisation (StyleGAN2 appendix B).
 
   With a regulariser every ``R`` steps sharing the optimiser, the main and regulariser
@@ -41,9 +43,22 @@ def lazy_adam(learning_rate: float, interval: int | None) -> optax.GradientTrans
   Args:
     learning_rate: the base learning rate.
     interval: the regulariser's interval ``R``; None or 0 for none.
+    decay_steps: None (the reference): a constant rate. Else the rate follows a half cosine
+      from its full value down to ``final_fraction`` of it over this many training
+      iterations (``decay_steps · (R + 1) / R`` optimiser updates, since the regulariser
+      steps count too), then stays there (ours: short CPU runs, ``docs/quality.md``).
+    final_fraction: the rate's end value as a fraction of the start, in [0, 1].
+
+  Raises:
+    ValueError: if ``decay_steps`` is not positive or ``final_fraction`` is outside [0, 1].
   """
   ratio = lazy_ratio(interval)
-  return optax.adam(learning_rate * ratio, b1=ADAM_BETA1**ratio, b2=ADAM_BETA2**ratio, eps=ADAM_EPS)
+  rate = learning_rate * ratio
+  if decay_steps is not None:
+    if decay_steps <= 0 or not 0.0 <= final_fraction <= 1.0:
+      raise ValueError(f'need decay_steps > 0 and final_fraction in [0, 1], got {decay_steps}, {final_fraction}')
+    rate = optax.cosine_decay_schedule(rate, max(1, round(decay_steps / ratio)), alpha=final_fraction)
+  return optax.adam(rate, b1=ADAM_BETA1**ratio, b2=ADAM_BETA2**ratio, eps=ADAM_EPS)
 
 
 def ema_beta(batch_size: int, images_seen, ema_kimg: float, rampup: float | None = 0.05):

@@ -126,9 +126,25 @@ class TrainState:
 
 
 def optimisers(config: ml_collections.ConfigDict) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
-  """G and D Adam with lazy-regularisation scaling (G: density interval, D: R1 interval)."""
+  """G and D Adam with lazy-regularisation scaling (G: density interval, D: R1 interval).
+
+  ``train.g_lr_decay``: ``'none'`` (the reference, the default) or ``'cosine'``: G's rate
+  falls to ``train.g_lr_final_fraction`` of ``g_lr`` over ``train.steps`` iterations
+  (``schedules.lazy_adam``).
+
+  Raises:
+    ValueError: for another ``g_lr_decay``.
+  """
   train = config.train
-  tx_g = schedules.lazy_adam(train.g_lr, train.density_reg_interval if train.density_reg > 0 else None)
+  decay = train.get('g_lr_decay', 'none')
+  if decay not in ('none', 'cosine'):
+    raise ValueError(f"train.g_lr_decay must be 'none' or 'cosine', got {decay!r}")
+  tx_g = schedules.lazy_adam(
+    train.g_lr,
+    train.density_reg_interval if train.density_reg > 0 else None,
+    decay_steps=train.steps if decay == 'cosine' else None,
+    final_fraction=train.get('g_lr_final_fraction', 0.0),
+  )
   tx_d = schedules.lazy_adam(train.d_lr, train.r1_interval if train.r1_gamma > 0 else None)
   return tx_g, tx_d
 

@@ -11,7 +11,8 @@ for iteration ``s`` (``state.step == s``):
    discriminator out, the L1-only recipe of short CPU runs, ``docs/quality.md``) +
    ``l1_weight`` × L1 to the batch's own image (+ ``alpha_weight`` × L1 of the raw render's
    opacity to the image's alpha, area-downsampled; ours, 0 in the reference: batches then
-   carry ``alpha``), then the G_ema update and ``stats_update``;
+   carry ``alpha``; + ``lpips_weight`` × LPIPS-VGG to the image, ours, 0 in the reference),
+   then the G_ema update and ``stats_update``;
 3. ``d_reg`` if ``s % r1_interval == 0``: R1 on the real images, ``γ/2``, gain ``R``;
 4. ``d_main``: logistic loss on fakes and reals, plus with ``train.view_consistency`` > 0
    that weight × SphereHead's view-image consistency loss (the reals scored with wrong camera
@@ -55,6 +56,7 @@ import optax
 
 from head360_jax import parallel
 from head360_jax.geometry import camera
+from head360_jax.metrics import lpips as lpips_lib
 from head360_jax.models import stylegan
 from head360_jax.training import losses, schedules
 from head360_jax.training.state import Models, TrainState
@@ -141,10 +143,12 @@ def _phase_keys(rng: jax.Array, step: jax.Array, phase: str, num: int) -> jax.Ar
 
 
 def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[str, Callable]:
-  """The four phases as pure functions ``fn(state, batch, rng, g_rest, d_rest) -> (state, metrics)``.
+  """The four phases as pure functions ``fn(state, batch, rng, g_rest, d_rest, lpips_params=None) -> (state, metrics)``.
 
-  ``g_rest``/``d_rest`` (the fixed non-``Param`` variables) are arguments so that
-  ``jax.jit`` does not fold them into the program; ``make_steps`` binds them.
+  ``g_rest``/``d_rest`` (the fixed non-``Param`` variables) and ``lpips_params`` (the frozen
+  LPIPS-VGG network, ``metrics.lpips.load_lpips('vgg')``, needed by ``g_main`` when
+  ``train.lpips_weight`` > 0) are arguments so that ``jax.jit`` does not fold them into the
+  program; ``make_steps`` binds them.
 
   Args:
     models: the static model description (``state.create``).
@@ -154,7 +158,9 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
       ``density_reg_p_dist``, ``ema_kimg``, ``ema_rampup``, ``blur_sigma``,
       ``blur_fade_kimg``, ``gpc_prob``, ``gpc_fade_kimg``, ``style_mixing_prob`` (0 if absent),
       ``view_consistency`` (0 if absent: ``d_main`` as without it, same D calls and random
-      streams) and ``model.neural_resolution``.
+      streams), ``lpips_weight`` (0 if absent: no perceptual term, the reference's loss; > 0
+      adds that weight × the batch mean of LPIPS-VGG between the output image and the batch
+      image, a short-run recipe option, ``docs/quality.md``) and ``model.neural_resolution``.
 
   Returns:
     ``{'g_main', 'g_reg', 'd_main', 'd_reg'}`` → step function; metrics are flat dicts of
@@ -167,6 +173,7 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
   gan_weight = float(train.get('gan_weight', 1.0))
   view_weight = float(train.get('view_consistency', 0.0))
   alpha_weight = float(train.get('alpha_weight', 0.0))
+  lpips_weight = float(train.get('lpips_weight', 0.0))
 
   def schedule(step):
     seen = step * batch_size
@@ -185,7 +192,7 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
     alpha = batch['alpha']
     return jax.image.resize(alpha, (alpha.shape[0], raw_res, raw_res, 1), 'linear', antialias=True)
 
-  def g_main(state: TrainState, batch, rng, g_rest, d_rest):
+  def g_main(state: TrainState, batch, rng, g_rest, d_rest, lpips_params=None):
     k_swap, k_gen, k_stats = _phase_keys(rng, state.step, 'g_main', 3)
     seen, sigma, swap_prob = schedule(state.step)
     inputs = generator_inputs(models, batch, k_swap, swap_prob, style_mixing_prob=mixing_prob)
@@ -200,6 +207,12 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
         loss_alpha = losses.l1_photometric(out['image_alpha'], raw_alpha(batch))
         loss = loss + alpha_weight * loss_alpha
         metrics['g/loss_alpha'] = loss_alpha
+      if lpips_weight > 0:  # static: perceptual distance of the output to the image (VGG, frozen)
+        if lpips_params is None:
+          raise ValueError('train.lpips_weight > 0 needs lpips_params (make_steps loads them)')
+        loss_lpips = jnp.mean(lpips_lib.lpips(lpips_params, out['image'], batch['image']))
+        loss = loss + lpips_weight * loss_lpips
+        metrics['g/loss_lpips'] = loss_lpips
       if gan_weight > 0:  # static: 0 trains the generator on the photometric losses alone
         logits = discriminator(blur(out['image'], sigma), out['image_raw'], batch['label'])
         loss_gan = losses.generator_loss(logits)
@@ -221,8 +234,8 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
       state = state.replace(step=state.step + 1)
     return state, metrics
 
-  def g_reg(state: TrainState, batch, rng, g_rest, d_rest):
-    del d_rest
+  def g_reg(state: TrainState, batch, rng, g_rest, d_rest, lpips_params=None):
+    del d_rest, lpips_params
     k_swap, k_points, k_noise, k_gen = _phase_keys(rng, state.step, 'g_reg', 4)
     _, _, swap_prob = schedule(state.step)
     inputs = generator_inputs(models, batch, k_swap, swap_prob, one_coin=True, style_mixing_prob=mixing_prob)
@@ -240,7 +253,8 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
     g_params, g_opt_state = _apply(models.tx_g, grads, state.g_opt_state, state.g_params)
     return state.replace(g_params=g_params, g_opt_state=g_opt_state), {'g/density_reg': reg}
 
-  def d_main(state: TrainState, batch, rng, g_rest, d_rest):
+  def d_main(state: TrainState, batch, rng, g_rest, d_rest, lpips_params=None):
+    del lpips_params
     # Static: without the view loss the keys are the plain 2-way split. With JAX's default partitionable threefry
     # the first two keys of a 3-way split are the same, so enabling it leaves the fakes' streams as they were.
     if view_weight > 0:
@@ -274,8 +288,8 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
     metrics['d/grad_norm'] = optax.tree.norm(grads)
     return state.replace(step=state.step + 1, d_params=d_params, d_opt_state=d_opt_state), metrics
 
-  def d_reg(state: TrainState, batch, rng, g_rest, d_rest):
-    del rng, g_rest
+  def d_reg(state: TrainState, batch, rng, g_rest, d_rest, lpips_params=None):
+    del rng, g_rest, lpips_params
     _, sigma, _ = schedule(state.step)
     real_image, real_raw = real_pair(batch, sigma)
 
@@ -308,20 +322,23 @@ def make_steps(models: Models, *, config: ml_collections.ConfigDict, mesh: jax.s
   replicated, split = parallel.replicated(mesh), parallel.data_sharding(mesh)
   g_rest = jax.device_put(models.g_rest, replicated)
   d_rest = jax.device_put(models.d_rest, replicated)
+  lpips_params = None
+  if config.train.get('lpips_weight', 0.0) > 0:
+    lpips_params = jax.device_put(lpips_lib.load_lpips('vgg'), replicated)
   steps = {}
   for name, phase in make_phases(models, config=config).items():
     compiled = jax.jit(
       phase,
-      in_shardings=(replicated, split, replicated, replicated, replicated),
+      in_shardings=(replicated, split, replicated, replicated, replicated, replicated),
       out_shardings=(replicated, replicated),
       donate_argnums=0,
     )
-    steps[name] = functools.partial(_bind_rest, compiled, g_rest, d_rest)
+    steps[name] = functools.partial(_bind_rest, compiled, g_rest, d_rest, lpips_params)
   return steps
 
 
-def _bind_rest(compiled: Callable, g_rest: dict, d_rest: dict, state: TrainState, batch: dict, rng: jax.Array):
-  return compiled(state, batch, rng, g_rest, d_rest)
+def _bind_rest(compiled: Callable, g_rest: dict, d_rest: dict, lpips_params, state: TrainState, batch: dict, rng):
+  return compiled(state, batch, rng, g_rest, d_rest, lpips_params)
 
 
 def make_sampler(models: Models, *, mesh: jax.sharding.Mesh) -> Callable:

@@ -140,8 +140,8 @@ def test_bf16_training_steps_keep_float32_parameters_and_finite_gradients(root):
   batch, rng = _batch(root), jax.random.key(0)
 
   def lower_and_compile(phase):  # each phase's jitted step (make_steps' jax.jit) for these arguments
-    jitted, g_rest, d_rest = step_fns[phase].args
-    lowered = jitted.lower(state, batch, rng, g_rest, d_rest)
+    jitted, *rest = step_fns[phase].args
+    lowered = jitted.lower(state, batch, rng, *rest)
     return lowered, lowered.compile()
 
   # Compile time dominates: the four programs compile ahead of time on two threads (XLA releases the GIL).
@@ -153,8 +153,8 @@ def test_bf16_training_steps_keep_float32_parameters_and_finite_gradients(root):
   before = jax.tree.map(np.array, state)
   metrics = {}
   for phase in phases:
-    _, g_rest, d_rest = step_fns[phase].args
-    state, phase_metrics = compiled[phase](state, batch, rng, g_rest, d_rest)
+    _, *rest = step_fns[phase].args
+    state, phase_metrics = compiled[phase](state, batch, rng, *rest)
     metrics |= jax.device_get(phase_metrics)
   for name, value in metrics.items():
     assert np.isfinite(value), name

@@ -32,6 +32,30 @@ def test_lazy_adam_scales_lr_and_betas(base_lr, interval, lr, beta2):
   np.testing.assert_allclose(u2, -lr * g2 / (np.sqrt(nu) + 1e-8), rtol=1e-5)
 
 
+def test_lazy_adam_cosine_decay_follows_the_half_cosine_in_iterations():
+  """With a constant gradient and β1 = 0 every Adam update is -rate·sign(g): the updates trace the rate."""
+  base_lr, interval, iterations, final = 0.01, 4, 40, 0.05
+  tx = schedules.lazy_adam(base_lr, interval, decay_steps=iterations, final_fraction=final)
+  params = jnp.zeros(1)
+  opt_state = tx.init(params)
+  rates = []
+  for _ in range(70):  # past the end: the rate stays at the final fraction
+    update, opt_state = tx.update(jnp.ones(1), opt_state, params)
+    rates.append(-float(update[0]))
+  ratio = interval / (interval + 1)
+  updates = iterations / ratio  # 50: the density steps take Adam updates too
+  k = np.minimum(np.arange(70, dtype=np.float64), updates)
+  expected = base_lr * ratio * (final + (1 - final) * 0.5 * (1 + np.cos(np.pi * k / updates)))
+  np.testing.assert_allclose(rates, expected, rtol=1e-4)
+  assert rates[-1] == pytest.approx(base_lr * ratio * final, rel=1e-4)
+
+
+@pytest.mark.parametrize('decay_steps, final', [(0, 0.1), (10, 1.5), (10, -0.1)])
+def test_lazy_adam_rejects_a_bad_decay(decay_steps, final):
+  with pytest.raises(ValueError, match='decay_steps'):
+    schedules.lazy_adam(0.01, 4, decay_steps=decay_steps, final_fraction=final)
+
+
 def test_lazy_ratio_rejects_negative_interval():
   with pytest.raises(ValueError, match='positive'):
     schedules.lazy_ratio(-1)

@@ -1,11 +1,14 @@
 """Each phase on its own: what it updates, what it leaves alone, and its metrics (stand-in networks)."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import standins
 
 from head360_jax import parallel
+from head360_jax.metrics import lpips as lpips_lib
+from head360_jax.training import schedules
 from head360_jax.training import state as state_lib
 from head360_jax.training import steps as steps_lib
 
@@ -74,6 +77,33 @@ def test_g_main_opacity_loss_is_the_l1_of_the_raw_alpha(setup):
     np.testing.assert_allclose(metrics['g/loss'], expected, rtol=1e-5)
     figures.append(float(metrics['g/loss_alpha']))
   assert 0 < figures[0] < 1 and abs(sum(figures) - 1.0) < 1e-5
+
+
+def test_g_main_lpips_term_is_lpips_vgg_of_the_output(setup):
+  """``lpips_weight``: the term is LPIPS-VGG of G's output to the batch image; the total adds it with its weight."""
+  config, models, state, batch, _ = setup
+  config = config.copy_and_resolve_references()
+  config.train.gan_weight, config.train.lpips_weight = 0.0, 3.0
+  g_main = steps_lib.make_steps(models, config=config, mesh=parallel.make_mesh(1))['g_main']
+  new, metrics = g_main(_fresh(state), batch, jax.random.key(0))
+  np.testing.assert_allclose(metrics['g/loss'], 100 * metrics['g/loss_l1'] + 3.0 * metrics['g/loss_lpips'], rtol=1e-5)
+  # The same figure from the output rendered outside the step (the phase's generator inputs and key).
+  k_swap, k_gen, _ = steps_lib._phase_keys(jax.random.key(0), state.step, 'g_main', 3)
+  swap_prob = schedules.gpc_swap_prob(0, config.train.gpc_fade_kimg, config.train.gpc_prob)
+  inputs = steps_lib.generator_inputs(models, batch, k_swap, swap_prob)
+  out = models.render(models.generator(state.g_params, models.g_rest), inputs, k_gen)
+  expected = np.mean(lpips_lib.lpips(lpips_lib.load_lpips('vgg'), out['image'], jnp.asarray(batch['image'])))
+  assert float(metrics['g/loss_lpips']) == pytest.approx(float(expected), rel=1e-4)
+  assert float(expected) > 0.05 and not _same(new.g_params, state.g_params)
+
+
+def test_g_main_lpips_weight_needs_the_network(setup):
+  config, models, state, batch, _ = setup
+  config = config.copy_and_resolve_references()
+  config.train.lpips_weight = 1.0
+  g_main = steps_lib.make_phases(models, config=config)['g_main']
+  with pytest.raises(ValueError, match='lpips_params'):
+    g_main(_fresh(state), batch, jax.random.key(0), models.g_rest, models.d_rest)
 
 
 def test_d_main_updates_discriminator_and_counts_the_step(setup):
