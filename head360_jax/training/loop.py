@@ -42,7 +42,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from head360_jax import checkpoint, parallel
+from head360_jax import checkpoint, parallel, xla_options
 from head360_jax import evaluate as evaluate_lib
 from head360_jax.data import layout, pipeline, sources
 from head360_jax.metrics import writer as writer_lib
@@ -120,6 +120,29 @@ def initialize_from(
     restored = other.restore_partial({name: getattr(abstract, name) for name in fields}, step)
   logging.info('initialised from %s (step %d); step counter, optimisers and schedules start at 0', init_from, step)
   return state.replace(**restored)
+
+
+def _phases_run(train: ml_collections.ConfigDict) -> list[str]:
+  """The phases the loop calls with ``train``'s settings (``steps.PHASES`` order)."""
+  train_d = train.get('gan_weight', 1.0) > 0
+  runs = {'g_main': True, 'g_reg': train.density_reg > 0, 'd_main': train_d, 'd_reg': train_d and train.r1_gamma > 0}
+  return [name for name in steps_lib.PHASES if runs[name]]
+
+
+def _compile_ahead(step_fns: dict[str, Callable], phases: list[str], state, batch: dict, rng: jax.Array) -> None:
+  """Compiles ``phases`` for these arguments before the first step, then gives the compiler's freed heap back.
+
+  ``jit``'s cache keeps the executables, so the steps' first calls run them without compiling
+  again. Compiling first and running after lets ``xla_options.release_free_heap`` drop what
+  XLA:CPU's compiler left in the C heap before the steps allocate their buffers (the peak RSS
+  of the 512² G main, ``bench/reference_compare.py``: the number is in the README).
+  """
+  for name in phases:
+    jitted, *rest = step_fns[name].args
+    start = time.perf_counter()
+    jitted.lower(state, batch, rng, *rest).compile()
+    logging.info('compiled %s in %.1f s', name, time.perf_counter() - start)
+  xla_options.release_free_heap()
 
 
 def _check_finite(pending: list[tuple[int, dict]], checkpointer: checkpoint.Checkpointer) -> list[tuple[int, dict]]:
@@ -333,9 +356,14 @@ def train_and_evaluate(
     train_d = train.get('gan_weight', 1.0) > 0  # 0: photometric losses only, D is never updated
     budget = train.get('max_minutes', 0.0) * 60.0  # 0: no wall-clock limit
     last = False
+    first = None
     try:
+      if step < train.steps and not stop.is_set():
+        first = pipeline.make_global_batch(next(iterator), mesh)
+        _compile_ahead(step_fns, _phases_run(train), state, first, rng)
       while not last and step < train.steps and not stop.is_set():
-        batch = pipeline.make_global_batch(next(iterator), mesh)
+        batch = first if first is not None else pipeline.make_global_batch(next(iterator), mesh)
+        first = None
         metrics = {}
         if train.density_reg > 0 and step % train.density_reg_interval == 0:
           state, m = step_fns['g_reg'](state, batch, rng)

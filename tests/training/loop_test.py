@@ -13,6 +13,7 @@ import standins
 from head360_jax import checkpoint
 from head360_jax.data import sources, synthetic
 from head360_jax.training import loop
+from head360_jax.training.steps import PHASES
 
 pytestmark = pytest.mark.slow  # minutes on 2 cores: started first (tests/conftest.py)
 
@@ -159,3 +160,16 @@ def test_photometric_only_run_counts_its_steps_and_resumes(dataset, tmp_path):
   second = loop.train_and_evaluate(config, tmp_path, build_models=standins.build_models)
   assert sorted(first) == [1, 2] and sorted(second) == [3]  # resumed after step 2, not from 0
   assert first[1]['g/ema_beta'] != first[2]['g/ema_beta']  # the EMA ramp-up moves with the counter
+
+
+def test_phases_compile_once_ahead_of_the_first_step(dataset, tmp_path, monkeypatch, caplog):
+  """``_compile_ahead`` compiles each phase the run uses once; the steps reuse those executables."""
+  trimmed = []
+  monkeypatch.setattr(loop.xla_options, 'release_free_heap', lambda: trimmed.append(True) or True)
+  config = _config(dataset, steps=2)
+  with jax.log_compiles(), caplog.at_level('WARNING'):
+    history = loop.train_and_evaluate(config, tmp_path, build_models=standins.build_models)
+  assert sorted(history) == [1, 2] and trimmed == [True]
+  messages = [record.getMessage() for record in caplog.records]
+  compiles = {name: sum(f'Compiling jit({name})' in message for message in messages) for name in PHASES}
+  assert compiles == dict.fromkeys(PHASES, 1)  # all four run (GAN, R1 and density regularisation at step 0)
