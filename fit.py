@@ -30,7 +30,7 @@ _HAIRSTYLE_IDENTITIES = flags.DEFINE_integer(
 _MULTIVIEW = flags.DEFINE_boolean(
   'multiview', True, 'Also fit the photo re-projected through the fitted mesh into 7 other views (paper §3.4).'
 )
-_TUNING_STEPS = flags.DEFINE_integer('tuning_steps', 100, 'Pivotal tuning steps of the generator (0: no tuning).')
+_TUNING_STEPS = flags.DEFINE_integer('tuning_steps', 400, 'Pivotal tuning steps of the generator (0: no tuning).')
 _TUNING_LR = flags.DEFINE_float(
   'tuning_learning_rate', None, 'Adam step size of pivotal tuning (default: TuningOptions).'
 )
