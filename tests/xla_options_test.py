@@ -1,7 +1,9 @@
 """head360_jax.xla_options: the XLA:CPU flags the entry points add to XLA_FLAGS."""
 
 import os
+import sys
 
+import psutil
 import pytest
 
 from head360_jax import xla_options
@@ -35,3 +37,16 @@ def test_a_flag_jaxlib_does_not_know_is_skipped_with_a_warning(monkeypatch):
   env = {'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
   with pytest.warns(RuntimeWarning, match='does not know'):
     assert xla_options.apply(env) == '--xla_force_host_platform_device_count=2'
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='glibc malloc_trim is Linux-only')
+def test_release_free_heap_returns_the_holes_a_fragmented_heap_keeps():
+  """Freed blocks pinned between live ones (as after a compile) stay resident until the trim hands them back."""
+  process = psutil.Process()
+  pairs = [(bytearray(16384), bytearray(600)) for _ in range(16_000)]  # 256 MiB of blocks, each followed by a pin
+  pins = [pin for _, pin in pairs]
+  del pairs  # the large blocks are free now, but the pins keep glibc from shrinking the heap
+  before = process.memory_info().rss
+  assert xla_options.release_free_heap() is True
+  assert before - process.memory_info().rss > 128 * 2**20
+  del pins

@@ -353,27 +353,27 @@ def train_and_evaluate(
         checkpointer.save(at, state, iterator.get_state())
         last_saved = at
 
-    train_d = train.get('gan_weight', 1.0) > 0  # 0: photometric losses only, D is never updated
+    runs = _phases_run(train)  # gan_weight 0: photometric losses only, D is never updated
     budget = train.get('max_minutes', 0.0) * 60.0  # 0: no wall-clock limit
     last = False
     first = None
     try:
       if step < train.steps and not stop.is_set():
         first = pipeline.make_global_batch(next(iterator), mesh)
-        _compile_ahead(step_fns, _phases_run(train), state, first, rng)
+        _compile_ahead(step_fns, runs, state, first, rng)
       while not last and step < train.steps and not stop.is_set():
         batch = first if first is not None else pipeline.make_global_batch(next(iterator), mesh)
         first = None
         metrics = {}
-        if train.density_reg > 0 and step % train.density_reg_interval == 0:
+        if 'g_reg' in runs and step % train.density_reg_interval == 0:
           state, m = step_fns['g_reg'](state, batch, rng)
           metrics |= m
         state, m = step_fns['g_main'](state, batch, rng)
         metrics |= m
-        if train_d and train.r1_gamma > 0 and step % train.r1_interval == 0:
+        if 'd_reg' in runs and step % train.r1_interval == 0:
           state, m = step_fns['d_reg'](state, batch, rng)
           metrics |= m
-        if train_d:
+        if 'd_main' in runs:
           state, m = step_fns['d_main'](state, batch, rng)
           metrics |= m
         step += 1

@@ -165,6 +165,10 @@ def make_phases(models: Models, *, config: ml_collections.ConfigDict) -> dict[st
   Returns:
     ``{'g_main', 'g_reg', 'd_main', 'd_reg'}`` → step function; metrics are flat dicts of
     float32 scalars.
+
+  Raises:
+    ValueError: from ``g_main`` when ``train.lpips_weight`` > 0 and it is called without
+      ``lpips_params``.
   """
   train = config.train
   batch_size = train.batch_size
@@ -338,6 +342,7 @@ def make_steps(models: Models, *, config: ml_collections.ConfigDict, mesh: jax.s
 
 
 def _bind_rest(compiled: Callable, g_rest: dict, d_rest: dict, lpips_params, state: TrainState, batch: dict, rng):
+  """Calls a jitted phase with the bound fixed arguments (``lpips_params`` None unless ``train.lpips_weight`` > 0)."""
   return compiled(state, batch, rng, g_rest, d_rest, lpips_params)
 
 
