@@ -3,7 +3,7 @@
 Usage::
 
   .venv/bin/python bench/train_bench.py [--root runs/demo/anny_small] [--config configs/tiny.py] [--repeats 5]
-      [--precision float32,bfloat16]
+      [--precision float32,bfloat16] [--no-shared-raster]
 
 Without ``--root`` a 2-identity x 1-expression dataset is built in a temporary folder.
 Prints the parameter count of each generator component and of the discriminator, then for each
@@ -25,16 +25,20 @@ import jax
 from head360_jax import parallel
 from head360_jax.data import pipeline, sources
 from head360_jax.models import layers
-from head360_jax.training import build
+from head360_jax.training import build, loop
 from head360_jax.training import state as state_lib
 from head360_jax.training import steps as steps_lib
 
 PHASES = ('g_main', 'd_main', 'g_reg', 'd_reg')
 
 
-def bench_precision(config, source, repeats: int, peak_tflops: float | None = None) -> dict[str, float]:
+def bench_precision(
+  config, source, repeats: int, peak_tflops: float | None = None, share_raster: bool = True
+) -> dict[str, float]:
   """Seconds per phase (median after compilation), per amortised ``iteration`` and per rendered image.
 
+  With ``share_raster`` (train.py's way) the batch's hex-plane rasterisation runs once, as its own
+  ``prepare`` row, and every phase reads it; without, each phase rasterises for itself.
   Also each phase's compile time and XLA FLOPs, images/s, and with ``peak_tflops`` the model FLOP
   utilisation (XLA's FLOP count of a phase / its time / the peak).
   """
@@ -48,7 +52,18 @@ def bench_precision(config, source, repeats: int, peak_tflops: float | None = No
   )
   batch = pipeline.make_global_batch(next(iter(dataset)), mesh)
   rng = jax.random.key(0)
-  times = {}
+  times = {'prepare': 0.0, 'prepare_flops': 0.0}
+  prepare = loop.make_prepare(models, list(PHASES)) if share_raster else None
+  if prepare is not None:  # as train.py: the batch's rasterisation once per iteration, read by every phase
+    compiled = prepare.lower(state.g_params, batch).compile()
+    times['prepare_flops'] = common.cost_flops(compiled) or 0.0
+    first, times['prepare'] = common.time_fn(lambda: compiled(state.g_params, batch)['prepared'], repeats)
+    print(
+      f'  prepare  (hex-plane rasterisation, once per batch): first call {first:6.2f} s, then '
+      f'{1000 * times["prepare"]:8.1f} ms',
+      flush=True,
+    )
+    batch = compiled(state.g_params, batch)
   for phase in PHASES:
     # Compiled ahead of time for XLA's FLOP count; steps donate their state, so each call gets
     # the state the previous one returned.
@@ -77,10 +92,15 @@ def bench_precision(config, source, repeats: int, peak_tflops: float | None = No
     )
   train = config.train
   times['iteration'] = (
-    times['g_main'] + times['d_main'] + times['g_reg'] / train.density_reg_interval + times['d_reg'] / train.r1_interval
+    times['prepare']
+    + times['g_main']
+    + times['d_main']
+    + times['g_reg'] / train.density_reg_interval
+    + times['d_reg'] / train.r1_interval
   )
   amortised = lambda key: (
-    times[f'g_main{key}']
+    times[f'prepare{key}']
+    + times[f'g_main{key}']
     + times[f'd_main{key}']
     + times[f'g_reg{key}'] / train.density_reg_interval
     + times[f'd_reg{key}'] / train.r1_interval
@@ -114,6 +134,11 @@ def main() -> None:
   parser.add_argument('--config', default='configs/tiny.py')
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--precision', default='float32', help='comma-separated: float32, mixed, bfloat16, config')
+  parser.add_argument(
+    '--no-shared-raster',
+    action='store_true',
+    help='each phase rasterises the meshes itself (the loop before it rasterised once per batch), for A/B runs',
+  )
   parser.add_argument('--batch-size', type=int, help="global batch (default: the config's)")
   parser.add_argument('--peak-tflops', type=float, help='device peak for MFU, e.g. 989 (H100 SXM dense bf16)')
   parser.add_argument('--json', help='also write every number to this file')
@@ -163,7 +188,9 @@ def main() -> None:
         run_config.train.batch_size = args.batch_size
       fields = {name: run_config.model[name] for name in common.PRECISIONS['float32']}
       print(f'\n-- precision {precision}: {fields}', flush=True)
-      results[precision] = bench_precision(run_config, source, args.repeats, args.peak_tflops)
+      results[precision] = bench_precision(
+        run_config, source, args.repeats, args.peak_tflops, share_raster=not args.no_shared_raster
+      )
 
   if args.json:
     with open(args.json, 'w') as f:

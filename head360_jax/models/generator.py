@@ -334,6 +334,21 @@ class Head360Generator(nnx.Module):
     ws_texture = stylegan.layer_styles(ws['texture'], self.texture_synthesis.num_ws)
     return self.texture_synthesis(ws_texture, noise_mode=noise_mode, key=key)
 
+  def rasterize(self, vertices: Float[Array, 'b v 3']) -> hexplane_views.MeshRaster | None:
+    """The mesh-only half of ``planes`` (``hexplane_views.rasterize_meshes``): no parameter enters it.
+
+    Returns:
+      The ``raster`` that ``planes``/``__call__``/``density`` accept for these meshes, or None for
+      a mesh-free representation.
+    """
+    cfg = self.config
+    if cfg.representation not in MESH_REPRESENTATIONS:
+      return None
+    views = hexplane_views.TRIPLANE_VIEWS if cfg.representation == 'triplane' else tuple(range(6))
+    return hexplane_views.rasterize_meshes(
+      vertices, self.faces[...], self.face_uv_coords[...], resolution=cfg.plane_resolution, views=views
+    )
+
   def planes(
     self,
     ws: dict[str, Array],
@@ -343,11 +358,14 @@ class Head360Generator(nnx.Module):
     key: jax.Array | None = None,
     hair: Int[Array, ' b'] | None = None,
     texture: Float[Array, 'b T T c'] | None = None,
+    raster: hexplane_views.MeshRaster | None = None,
   ) -> Float[Array, 'b 3 P P 2c']:
     """Composed hex-planes (tri-planes: 'triplane') of meshes ``vertices`` (mesh units) under ``ws`` (D4, D5).
 
     ``texture`` replaces the synthesised neural texture (then ``ws['texture']`` is unused): the
-    photo fit optimises the texture itself (paper §3.4, reference-spec §6).
+    photo fit optimises the texture itself (paper §3.4, reference-spec §6). ``raster`` is
+    ``self.rasterize(vertices)`` when the caller already has it (training computes it once per
+    batch for all phases); None rasterises here.
 
     Returns:
       (b, 3, P, P, C) planes, C = ``self.plane_channels``.
@@ -364,7 +382,7 @@ class Head360Generator(nnx.Module):
       texture = self.neural_texture(ws, noise_mode=noise_mode, key=keys[0])
     rasterise = hexplane_views.triplanes if cfg.representation == 'triplane' else hexplane_views.hexplanes
     hex_planes = rasterise(
-      vertices, self.faces[...], self.face_uv_coords[...], texture, resolution=cfg.plane_resolution
+      vertices, self.faces[...], self.face_uv_coords[...], texture, resolution=cfg.plane_resolution, raster=raster
     )
     tex_planes = hex_planes.planes
     if cfg.mouth_unet or cfg.blending_unet:
@@ -384,18 +402,19 @@ class Head360Generator(nnx.Module):
     key: jax.Array | None = None,
     hair: Int[Array, ' b'] | None = None,
     texture: Float[Array, 'b T T c'] | None = None,
+    raster: hexplane_views.MeshRaster | None = None,
   ) -> Array:
     """What the representation's field reads (module docstring), one per sample.
 
     Returns:
       'hexplane'/'triplane': ``planes(...)`` (b, 3, P, P, C); 'eg3d': (b, 3, P, P, C);
       'spherical_triplane': (b, 2, 3, P, P, C); 'nerf': the conditioning style (b, w) (the
-      mean over layers of per-layer styles). ``vertices``, ``hair`` and ``texture`` are read by
-      the mesh representations only.
+      mean over layers of per-layer styles). ``vertices``, ``hair``, ``texture`` and ``raster``
+      (``planes``) are read by the mesh representations only.
     """
     cfg = self.config
     if cfg.representation in MESH_REPRESENTATIONS:
-      return self.planes(ws, vertices, noise_mode=noise_mode, key=key, hair=hair, texture=texture)
+      return self.planes(ws, vertices, noise_mode=noise_mode, key=key, hair=hair, texture=texture, raster=raster)
     w = ws['texture']
     if cfg.representation == 'nerf':
       return w if w.ndim == 2 else jnp.mean(w, axis=1)
@@ -465,6 +484,7 @@ class Head360Generator(nnx.Module):
     noise_mode: str = 'random',
     hair: Int[Array, ' b'] | None = None,
     texture: Float[Array, 'b T T c'] | None = None,
+    raster: hexplane_views.MeshRaster | None = None,
   ) -> dict[str, Array]:
     """Renders images from styles (``mapping``), cameras ``c`` and meshes.
 
@@ -479,6 +499,7 @@ class Head360Generator(nnx.Module):
       hair: (b,) 0/1 per-sample hair flag: required in stage 2; in stage 1, 0 turns the
         static (hair) planes off (``hexplane.compose_planes``).
       texture: optional (b, T, T, c) neural texture used instead of the synthesised one.
+      raster: optional ``self.rasterize(vertices)``, computed by the caller (``planes``).
 
     Returns:
       ``image`` (b, R, R, 3), ``image_raw`` (b, r, r, 3), both roughly in [-1, 1] with a
@@ -489,7 +510,7 @@ class Head360Generator(nnx.Module):
     if key is None and noise_mode == 'random':
       noise_mode = 'const'
     keys = jax.random.split(key, 2) if key is not None else (None, None)
-    scene = self.scene(ws, vertices, noise_mode=noise_mode, key=keys[0], hair=hair, texture=texture)
+    scene = self.scene(ws, vertices, noise_mode=noise_mode, key=keys[0], hair=hair, texture=texture, raster=raster)
     origins, directions = ray_sampling.rays_from_camera(c[..., :25], cfg.neural_rendering_resolution)
     out = render_lib.render_field(
       lambda points: self.field(scene, points),
@@ -522,11 +543,12 @@ class Head360Generator(nnx.Module):
     key: jax.Array | None = None,
     noise_mode: str = 'random',
     hair: Int[Array, ' b'] | None = None,
+    raster: hexplane_views.MeshRaster | None = None,
   ) -> Float[Array, 'b n 1']:
-    """Raw density ``sigma`` at world points (for density regularisation, spec §5.1); ``hair`` as ``__call__``."""
+    """Raw density ``sigma`` at world points (density regularisation, spec §5.1); ``hair``, ``raster``: ``__call__``."""
     if key is None and noise_mode == 'random':
       noise_mode = 'const'
-    scene = self.scene(ws, vertices, noise_mode=noise_mode, key=key, hair=hair)
+    scene = self.scene(ws, vertices, noise_mode=noise_mode, key=key, hair=hair, raster=raster)
     return self.field(scene, points)['sigma']
 
 

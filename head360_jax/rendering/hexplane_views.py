@@ -242,6 +242,58 @@ class HexPlanes(NamedTuple):
   views: ViewRaster
 
 
+class MeshRaster(NamedTuple):
+  """What ``hexplanes``/``triplanes`` compute from the meshes alone, for a batch (``rasterize_meshes``).
+
+  Attributes:
+    views: ``ViewRaster`` with a leading batch axis: grids (b, k, r, r, 2), coverage (b, k, r, r).
+    alpha: (b, k, r, r) per-view alpha in [0, 1] (``views_alpha``).
+  """
+
+  views: ViewRaster
+  alpha: Float[Array, 'b k r r']
+
+
+def rasterize_meshes(
+  vertices: Float[Array, 'b v 3'],
+  faces: Int[Array, 'f 3'],
+  face_uvs: Float[Array, 'f 3 2'],
+  uv_mask: Float[Array, 'm m'] | None = None,
+  resolution: int = RESOLUTION,
+  views: tuple[int, ...] = tuple(range(6)),
+) -> MeshRaster:
+  """The parameter-free half of ``hexplanes``: each mesh's orthographic views and their alphas.
+
+  Args:
+    vertices: (b, v, 3) mesh units; faces, face_uvs, uv_mask, resolution: as ``hexplanes``.
+    views: as ``rasterize_views`` (``TRIPLANE_VIEWS`` for ``triplanes``).
+
+  Returns:
+    ``MeshRaster`` with k = ``len(views)``.
+
+  Raises:
+    ValueError: for malformed shapes.
+  """
+  vertices = jnp.asarray(vertices)
+  if vertices.ndim != 3:
+    raise ValueError(f'need vertices (b, v, 3), got {vertices.shape}')
+
+  def one(verts: Array) -> MeshRaster:
+    raster = rasterize_views(verts, faces, face_uvs, resolution, views=views)
+    return MeshRaster(raster, views_alpha(raster, uv_mask))
+
+  return jax.vmap(one)(vertices)
+
+
+def _check_raster(raster: MeshRaster, batch: int, num_views: int, resolution: int) -> None:
+  expected = (batch, num_views, resolution, resolution)
+  if raster.alpha.shape != expected or raster.views.grid.shape != (*expected, 2):
+    raise ValueError(
+      f'raster must hold {num_views} views of {batch} meshes at {resolution}²: alpha {expected}, '
+      f'got alpha {raster.alpha.shape} and grid {raster.views.grid.shape}'
+    )
+
+
 def hexplanes(
   vertices: Float[Array, 'b v 3'],
   faces: Int[Array, 'f 3'],
@@ -249,6 +301,7 @@ def hexplanes(
   neural_texture: Float[Array, 'b H W c'],
   uv_mask: Float[Array, 'm m'] | None = None,
   resolution: int = RESOLUTION,
+  raster: MeshRaster | None = None,
 ) -> HexPlanes:
   """Textured six-view hex-planes of a batch of meshes sharing one topology (paper Fig. 2, D4).
 
@@ -259,13 +312,16 @@ def hexplanes(
     neural_texture: (b, H, W, c) UV-space features (NHWC, row 0 = v = 1).
     uv_mask: optional (m, m) UV-space mask for the alpha.
     resolution: plane side (256 in the reference).
+    raster: the meshes' ``rasterize_meshes`` (same faces, UVs, mask and resolution), when the
+      caller already has it: the rasterisation depends on the meshes only, so a training
+      iteration computes it once for all its phases. None: rasterised here.
 
   Returns:
-    ``HexPlanes``. Gradients reach ``neural_texture`` (and ``face_uvs``); the alpha is
-    not differentiable.
+    ``HexPlanes``. Gradients reach ``neural_texture`` (and ``face_uvs`` when ``raster`` is
+    None); the alpha is not differentiable.
 
   Raises:
-    ValueError: if batch sizes differ or shapes are malformed.
+    ValueError: if batch sizes differ or shapes (``raster``'s included) are malformed.
   """
   vertices, neural_texture = jnp.asarray(vertices), jnp.asarray(neural_texture)
   if vertices.ndim != 3 or neural_texture.ndim != 4 or vertices.shape[0] != neural_texture.shape[0]:
@@ -274,12 +330,11 @@ def hexplanes(
       f'{vertices.shape}, {neural_texture.shape}'
     )
 
-  def one(verts: Array, tex: Array) -> HexPlanes:
-    views = rasterize_views(verts, faces, face_uvs, resolution)
-    planes, alpha = pack_planes(tex, views, views_alpha(views, uv_mask))
-    return HexPlanes(planes, alpha, views)
-
-  return jax.vmap(one)(vertices, neural_texture)
+  if raster is None:
+    raster = rasterize_meshes(vertices, faces, face_uvs, uv_mask, resolution)
+  _check_raster(raster, vertices.shape[0], len(VIEWS_OF_PLANE) * 2, resolution)
+  planes, alpha = jax.vmap(pack_planes)(neural_texture, raster.views, raster.alpha)
+  return HexPlanes(planes, alpha, raster.views)
 
 
 def mouth_box(landmarks: Float[Array, 'l 3'], resolution: int = RESOLUTION) -> Int[Array, '4']:
@@ -307,6 +362,7 @@ def triplanes(
   neural_texture: Float[Array, 'b H W c'],
   uv_mask: Float[Array, 'm m'] | None = None,
   resolution: int = RESOLUTION,
+  raster: MeshRaster | None = None,
 ) -> HexPlanes:
   """The tri-plane ablation: the textured mesh seen from the front, the +x side and the top only.
 
@@ -317,6 +373,7 @@ def triplanes(
 
   Args:
     vertices, faces, face_uvs, neural_texture, uv_mask, resolution: as ``hexplanes``.
+    raster: as ``hexplanes``, made with ``views=TRIPLANE_VIEWS``.
 
   Returns:
     ``HexPlanes`` with planes (b, 3, r, r, c), alpha (b, 3, r, r, 1) (each view's own
@@ -332,10 +389,12 @@ def triplanes(
       f'{vertices.shape}, {neural_texture.shape}'
     )
 
-  def one(verts: Array, tex: Array) -> HexPlanes:
-    views = rasterize_views(verts, faces, face_uvs, resolution, views=TRIPLANE_VIEWS)
-    features = jax.vmap(lambda g: texture.sample_bilinear(tex, g))(views.grid)
-    features = jnp.where(views.coverage[..., None], features, 0.0)
-    return HexPlanes(features, views_alpha(views, uv_mask)[..., None], views)
+  if raster is None:
+    raster = rasterize_meshes(vertices, faces, face_uvs, uv_mask, resolution, views=TRIPLANE_VIEWS)
+  _check_raster(raster, vertices.shape[0], len(TRIPLANE_VIEWS), resolution)
 
-  return jax.vmap(one)(vertices, neural_texture)
+  def one(tex: Array, views: ViewRaster) -> Array:
+    features = jax.vmap(lambda g: texture.sample_bilinear(tex, g))(views.grid)
+    return jnp.where(views.coverage[..., None], features, 0.0)
+
+  return HexPlanes(jax.vmap(one)(neural_texture, raster.views), raster.alpha[..., None], raster.views)

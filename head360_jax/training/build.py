@@ -154,13 +154,19 @@ def render_styles(generator: generator_lib.Head360Generator, inputs: dict, key: 
 def _render(generator: generator_lib.Head360Generator, inputs: dict, key: jax.Array) -> dict:
   key_z, key_g = jax.random.split(key)
   ws = render_styles(generator, inputs, key_z)
-  return generator(ws, inputs['c'], inputs['vertices'], key=key_g, hair=inputs['hair'])
+  return generator(ws, inputs['c'], inputs['vertices'], key=key_g, hair=inputs['hair'], raster=inputs.get('prepared'))
 
 
 def _density(generator: generator_lib.Head360Generator, inputs: dict, points: jax.Array, key: jax.Array) -> jax.Array:
   key_z, key_g = jax.random.split(key)
   ws = render_styles(generator, inputs, key_z)
-  return generator.density(ws, inputs['vertices'], points, key=key_g, hair=inputs['hair'])
+  raster = inputs.get('prepared')
+  return generator.density(ws, inputs['vertices'], points, key=key_g, hair=inputs['hair'], raster=raster)
+
+
+def _prepare(generator: generator_lib.Head360Generator, batch: dict):
+  """``Networks.prepare``: the batch meshes' hex-plane rasterisation (``Head360Generator.rasterize``)."""
+  return generator.rasterize(batch['vertices'])
 
 
 def _update_w_avg(generator: generator_lib.Head360Generator, g_stats: dict, inputs: dict, key: jax.Array) -> dict:
@@ -226,4 +232,5 @@ def build_models(config: ml_collections.ConfigDict) -> state_lib.Networks:
     g_stats={'w_avg_texture': zeros, 'w_avg_hair': zeros},
     stats_update=_update_w_avg,
     mixing_layers=generator.style_layers(),
+    prepare=_prepare,
   )

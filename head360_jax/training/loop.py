@@ -145,6 +145,24 @@ def _compile_ahead(step_fns: dict[str, Callable], phases: list[str], state, batc
   xla_options.release_free_heap()
 
 
+def make_prepare(models: state_lib.Models, phases: list[str]) -> Callable | None:
+  """``fn(g_params, batch) -> batch`` adding ``batch['prepared']`` (``Models.prepare``), jitted; None if unused.
+
+  What ``prepare`` computes (the hex-plane rasterisation of the batch's meshes) enters no
+  parameter, so one call serves every phase of an iteration. It pays when more than one
+  phase renders G (``g_main`` with ``g_reg`` or ``d_main``); alone, ``g_main`` rasterises
+  inside its own program at the same cost, and None is returned.
+  """
+  if models.prepare is None or not {'g_reg', 'd_main'} & set(phases):
+    return None
+
+  @jax.jit
+  def prepare(g_params: dict, batch: dict) -> dict:
+    return dict(batch, prepared=models.prepare(models.generator(g_params), batch))
+
+  return prepare
+
+
 def _check_finite(pending: list[tuple[int, dict]], checkpointer: checkpoint.Checkpointer) -> list[tuple[int, dict]]:
   """Fetches pending ``(step, metrics)`` to the host; raises ``NonFiniteLossError`` at the first bad one."""
   fetched = jax.device_get(pending)
@@ -354,16 +372,23 @@ def train_and_evaluate(
         last_saved = at
 
     runs = _phases_run(train)  # gan_weight 0: photometric losses only, D is never updated
+    prepare = make_prepare(models, runs)
     budget = train.get('max_minutes', 0.0) * 60.0  # 0: no wall-clock limit
     last = False
     first = None
     try:
       if step < train.steps and not stop.is_set():
         first = pipeline.make_global_batch(next(iterator), mesh)
+        if prepare is not None:
+          first = prepare(state.g_params, first)
         _compile_ahead(step_fns, runs, state, first, rng)
       while not last and step < train.steps and not stop.is_set():
-        batch = first if first is not None else pipeline.make_global_batch(next(iterator), mesh)
-        first = None
+        if first is not None:
+          batch, first = first, None
+        else:
+          batch = pipeline.make_global_batch(next(iterator), mesh)
+          if prepare is not None:
+            batch = prepare(state.g_params, batch)
         metrics = {}
         if 'g_reg' in runs and step % train.density_reg_interval == 0:
           state, m = step_fns['g_reg'](state, batch, rng)

@@ -21,6 +21,10 @@ What a model builder returns (``Networks``) and how it becomes state:
 * ``g_stats`` and ``stats_update(generator, g_stats, inputs, key) -> g_stats``: running
   statistics of G that are not trained by gradient (e.g. ``{'w_avg_texture': (w,)}``, the
   truncation centres), updated once per G step; ``{}`` and None when there are none.
+* ``prepare(generator, batch)``: optional; what ``render``/``density`` need from a data batch
+  that no parameter enters (the hex-plane rasterisation of the batch's meshes), as a pytree
+  the training loop computes once per batch and passes to every phase as ``batch['prepared']``
+  (``inputs['prepared']``). None: nothing to share.
 * ``mixing_layers``: for style mixing, the number of per-layer styles each code of
   ``codes(batch)`` drives (e.g. ``{'t': 14, 'h': 14}``); ``render``/``density`` then accept
   ``inputs['mixing']`` (``steps.style_mixing``). ``{}``: the generator cannot mix styles.
@@ -61,6 +65,7 @@ class Networks:
   g_stats: dict = dataclasses.field(default_factory=dict)
   stats_update: Callable | None = None
   mixing_layers: dict[str, int] = dataclasses.field(default_factory=dict)
+  prepare: Callable[[nnx.Module, dict], PyTree] | None = None
 
 
 def call_generator(generator: nnx.Module, inputs: dict, key: jax.Array) -> dict:
@@ -81,7 +86,8 @@ class Models:
     g_graphdef, d_graphdef: NNX graph definitions of G and D.
     g_rest, d_rest: their non-``Param`` variables as pure dicts (fixed during training).
     tx_g, tx_d: optax optimisers (lazy-regularisation corrected Adam).
-    codes, render, density, stats_update, mixing_layers: from ``Networks`` (defaults filled in).
+    codes, render, density, stats_update, mixing_layers, prepare: from ``Networks`` (defaults
+      filled in).
   """
 
   g_graphdef: nnx.GraphDef
@@ -95,6 +101,7 @@ class Models:
   density: Callable[[nnx.Module, dict, jax.Array, jax.Array], jax.Array]
   stats_update: Callable | None
   mixing_layers: dict[str, int] = dataclasses.field(default_factory=dict)
+  prepare: Callable[[nnx.Module, dict], PyTree] | None = None
 
   def generator(self, g_params: dict, g_rest: dict | None = None) -> nnx.Module:
     """The generator module with parameters ``g_params`` (e.g. ``state.g_ema``)."""
@@ -191,6 +198,7 @@ def create(config: ml_collections.ConfigDict, networks: Networks) -> tuple[Model
     density=networks.density or call_density,
     stats_update=networks.stats_update,
     mixing_layers=dict(networks.mixing_layers),
+    prepare=networks.prepare,
   )
   return models, init_state(models, g_params, d_params, dict(networks.g_stats))
 

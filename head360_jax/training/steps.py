@@ -33,6 +33,8 @@ One data batch serves all phases of an iteration. ``GeneratorInputs`` (a dict, b
   generator pose-conditioning probability the next sample's camera (``roll`` by 1);
 * ``vertices`` (b, v, 3), ``expression`` (b, 52), ``identity`` (b,) int32, ``hair`` (b,)
   int32 (1 haired, 0 bald): from the batch;
+* ``prepared`` (only when the batch has it): ``batch['prepared']``, the parameter-free work
+  ``Models.prepare`` did once for the whole iteration (the meshes' hex-plane rasterisation);
 * ``mixing`` (only with ``train.style_mixing_prob > 0``): per code name of
   ``Models.mixing_layers``, a second code ``(b, z)`` ~ N(0, I) and per-sample ``cutoff`` (b,)
   int32 (``style_mixing``); the render adapter takes the styles of layers ``>= cutoff`` from
@@ -120,6 +122,8 @@ def generator_inputs(
     'identity': batch['identity'],
     'hair': batch['hair'],
   }
+  if 'prepared' in batch:
+    inputs['prepared'] = batch['prepared']
   if style_mixing_prob > 0:
     if not models.mixing_layers:
       raise ValueError('style_mixing_prob > 0 needs a generator with per-layer styles (Networks.mixing_layers)')

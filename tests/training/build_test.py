@@ -17,7 +17,8 @@ from configs import tiny
 from head360_jax import parallel
 from head360_jax.geometry import arkit, bilinear, camera, rig
 from head360_jax.models import generator as generator_lib
-from head360_jax.training import build
+from head360_jax.rendering import hexplane_views
+from head360_jax.training import build, loop
 from head360_jax.training import state as state_lib
 from head360_jax.training import steps as steps_lib
 
@@ -201,3 +202,38 @@ def test_identity_factor_latent_feeds_the_bilinear_factor_rows_to_one_mapping(ro
 def test_identity_factor_latent_needs_z_dim_equal_to_the_bilinear_rank(root):
   with pytest.raises(ValueError, match=r'model.z_dim \(32\) must equal the rank of .*bilinear.npz \(2'):
     build.build_models(_config(root, latent='identity_factor'))  # tiny z_dim 32, rank 2
+
+
+def test_prepared_rasterisation_gives_each_phase_what_it_computes_itself(root):
+  """train.py rasterises a batch's meshes once (``loop.make_prepare``) and every phase reads ``batch['prepared']``:
+  G main and the density regulariser must then compute what they compute when they rasterise inside."""
+  config = _config(root)
+  models, state = state_lib.create(config, build.build_models(config))
+  step_fns = steps_lib.make_steps(models, config=config, mesh=parallel.make_mesh(1))
+  assert loop.make_prepare(models, ['g_main']) is None  # one rendering phase: nothing to share
+  prepare = loop.make_prepare(models, list(steps_lib.PHASES))
+  batch, rng = _batch(root), jax.random.key(0)
+  prepared = prepare(state.g_params, batch)
+  raster = prepared['prepared']
+  assert raster.alpha.shape == (BATCH, 6, 32, 32) and raster.views.grid.shape == (BATCH, 6, 32, 32, 2)
+  assert 0.1 < float(jnp.mean(raster.views.coverage)) < 0.9  # the heads cover part of each view
+  for phase in ('g_main', 'g_reg'):
+    inside, inside_metrics = step_fns[phase](jax.tree.map(np.array, state), batch, rng)
+    shared, shared_metrics = step_fns[phase](jax.tree.map(np.array, state), prepared, rng)
+    for name, value in jax.device_get(inside_metrics).items():
+      np.testing.assert_allclose(shared_metrics[name], value, rtol=1e-5, atol=1e-7, err_msg=f'{phase} {name}')
+    for new, old in zip(jax.tree.leaves(shared.g_params), jax.tree.leaves(inside.g_params), strict=True):
+      np.testing.assert_allclose(new, old, rtol=1e-4, atol=1e-6, err_msg=phase)
+
+
+def test_hexplanes_reject_a_raster_of_other_meshes(root):
+  config = _config(root)
+  generator = build.build_models(config).generator
+  vertices = _batch(root)['vertices']
+  raster = hexplane_views.rasterize_meshes(
+    vertices[:1], generator.faces[...], generator.face_uv_coords[...], resolution=32
+  )
+  texture = jnp.zeros((BATCH, 32, 32, 4))
+  with pytest.raises(ValueError, match='raster must hold 6 views of 2 meshes at 32'):
+    hexplane_views.hexplanes(vertices, generator.faces[...], generator.face_uv_coords[...], texture, resolution=32,
+                             raster=raster)  # fmt: skip
