@@ -34,6 +34,12 @@ _TUNING_STEPS = flags.DEFINE_integer('tuning_steps', 400, 'Pivotal tuning steps 
 _TUNING_LR = flags.DEFINE_float(
   'tuning_learning_rate', None, 'Adam step size of pivotal tuning (default: TuningOptions).'
 )
+_TUNING_DECAY = flags.DEFINE_enum(
+  'tuning_decay',
+  None,
+  ['none', 'cosine'],
+  'Step-size decay of pivotal tuning after the warm-up (default: TuningOptions).',
+)
 _TUNE = flags.DEFINE_list(
   'tune', None, 'Generator parts pivotal tuning changes (default: decoder, superres, static_synthesis, the StyleUNets).'
 )
@@ -79,6 +85,7 @@ def main(argv: list[str]) -> None:
       steps=_TUNING_STEPS.value,
       parts=tuple(_TUNE.value) if _TUNE.value else defaults.tuning_options.parts,
       learning_rate=_TUNING_LR.value or defaults.tuning_options.learning_rate,
+      decay=_TUNING_DECAY.value or defaults.tuning_options.decay,
     ),
   )
   try:

@@ -217,6 +217,13 @@ def single_view_targets(label: np.ndarray, target_face: np.ndarray, target_full:
   )
 
 
+def lpips_target_features(
+  lpips_params: lpips_lib.LpipsParams, targets: Float[Array, 'n R R 3'], lpips_resolution: int
+) -> list[Array]:
+  """The targets' LPIPS features as ``weighted_image_loss`` compares them (resized to ``lpips_resolution``)."""
+  return lpips_lib.reference_features(lpips_params, _resize(targets, lpips_resolution))
+
+
 def weighted_image_loss(
   lpips_params: lpips_lib.LpipsParams,
   images: Float[Array, 'n R R 3'],
@@ -226,19 +233,24 @@ def weighted_image_loss(
   *,
   lpips_weight: float,
   lpips_resolution: int,
+  target_features: list[Array] | None = None,
 ) -> Float[Array, '']:
   """``Σ_v λ_v [mean(w_v · |x_v - y_v|) + lpips_weight · LPIPS(x_v', y_v)] / Σ_v λ_v`` (images in [-1, 1]).
 
   ``w_v`` are the per-pixel weights (the L1 mean runs over all pixels, so a view whose face the
   photo barely saw weighs little), ``x_v'`` is the render with the target's pixels wherever
   ``w_v = 0`` (LPIPS only sees the weighted region) and ``λ_v`` the view weights.
+  ``target_features``: ``lpips_lib.reference_features`` of the targets at ``lpips_resolution``,
+  when the caller keeps them across steps (fixed targets); None computes them here.
   """
   l1 = jnp.mean(pixel_weights[..., None] * jnp.abs(images - targets), axis=(1, 2, 3))
   total = l1
   if lpips_weight:
     shown = jnp.where(pixel_weights[..., None] > 0, images, targets)
-    total = total + lpips_weight * lpips_lib.lpips(
-      lpips_params, _resize(shown, lpips_resolution), _resize(targets, lpips_resolution)
+    if target_features is None:
+      target_features = lpips_target_features(lpips_params, targets, lpips_resolution)
+    total = total + lpips_weight * lpips_lib.lpips_to_features(
+      lpips_params, _resize(shown, lpips_resolution), target_features
     )
   return jnp.sum(view_weights * total) / jnp.sum(view_weights)
 

@@ -7,7 +7,7 @@ After the appearance passes (``fitting.appearance``) the fitted neural texture a
 are the *pivot*. Pivotal tuning keeps the pivot fixed and fine-tunes some of the generator's
 weights (``TuningOptions.parts``: the decoder, super-resolution, static (hair) planes and the
 StyleUNets by default; the texture synthesis and mappings are not on the fitted head's path)
-so that the pivot's renders reach the targets: Adam (learning rate 1e-2; PTI's 3e-4 barely
+so that the pivot's renders reach the targets: Adam (learning rate 2e-2; PTI's 3e-4 barely
 moved our small networks in 100 steps) on ``L1 + LPIPS`` against the targets (the hair pass's
 ``Targets.full`` and weights, the photo's view plus one re-projected view per step,
 ``appearance.step_views``), plus PTI's locality regulariser: heads near the pivot must keep
@@ -51,7 +51,8 @@ class TuningOptions:
   Attributes:
     steps: Adam steps (0 turns tuning off). PTI uses 350 at 1024². Here, man.jpg's face PSNR
       was 16.5 dB after 100 and 20.0 dB after 400, whole fit 5.3 and 7.0 min (docs/fitting.md).
-    learning_rate: Adam step size (PTI: 3e-4; our small decoder and SR need more, docs/fitting.md).
+    learning_rate: Adam step size (PTI: 3e-4; our small decoder and SR need more: man.jpg's face PSNR
+      after 400 steps was 19.97 dB at 1e-2, 21.54 at 2e-2 and 20.04 at 4e-2, docs/fitting.md).
     parts: top-level generator modules to tune (members of ``TUNABLE_PARTS``; absent ones are
       skipped, e.g. the StyleUNets of a model built without them).
     lpips_weight: weight of LPIPS-VGG beside L1 against the targets (PTI: 1).
@@ -61,11 +62,14 @@ class TuningOptions:
     locality_fraction: how far towards a random head a locality sample moves, in [0, 1].
     locality_yaw_deg, locality_pitch_deg: range of the locality samples' random cameras.
     warmup_steps: linear learning-rate warm-up.
+    decay: after the warm-up, ``'none'`` keeps ``learning_rate``; ``'cosine'`` anneals it to
+      ``final_fraction × learning_rate`` at the last step.
+    final_fraction: the cosine decay's end value as a fraction of ``learning_rate``, in [0, 1].
     seed: random heads and cameras of the locality samples.
   """
 
   steps: int = 400
-  learning_rate: float = 1e-2
+  learning_rate: float = 2e-2
   parts: tuple[str, ...] = TUNABLE_PARTS
   lpips_weight: float = 1.0
   locality_weight: float = 0.1
@@ -75,7 +79,31 @@ class TuningOptions:
   locality_yaw_deg: float = 60.0
   locality_pitch_deg: float = 15.0
   warmup_steps: int = 10
+  decay: str = 'none'
+  final_fraction: float = 0.0
   seed: int = 0
+
+
+def learning_rate_schedule(options: TuningOptions) -> optax.Schedule:
+  """Tuning's step size per step: linear warm-up from 0, then constant or cosine (``options.decay``).
+
+  Raises:
+    ValueError: for an unknown ``decay`` or a ``final_fraction`` outside [0, 1].
+  """
+  warmup = max(options.warmup_steps, 1)
+  if options.decay == 'none':
+    return optax.linear_schedule(0.0, options.learning_rate, warmup)
+  if options.decay != 'cosine':
+    raise ValueError(f"tuning decay must be 'none' or 'cosine', got {options.decay!r}")
+  if not 0.0 <= options.final_fraction <= 1.0:
+    raise ValueError(f'final_fraction must lie in [0, 1], got {options.final_fraction}')
+  return optax.warmup_cosine_decay_schedule(
+    0.0,
+    options.learning_rate,
+    warmup,
+    max(options.steps, warmup + 1),
+    end_value=options.final_fraction * options.learning_rate,
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,7 +261,16 @@ def tune(
   view_weights = np.where(np.arange(targets.num_views) == 0, 1.0, multiview_weight).astype(np.float32)
   pivot = (jnp.asarray(texture, jnp.float32), jnp.asarray(w_hair, jnp.float32))
 
-  def loss_fn(weights, frozen, pivot, targets, views, sample, lpips_params):
+  # The targets and the locality images are fixed: their LPIPS features are computed once, not per step.
+  target_features = locality_features = None
+  if options.lpips_weight:
+    target_features = jax.jit(appearance.lpips_target_features, static_argnums=2)(
+      lpips_params, targets.full, lpips_resolution
+    )
+  if locality is not None and options.locality_lpips:
+    locality_features = jax.jit(lpips_lib.reference_features)(lpips_params, jnp.asarray(locality.images))
+
+  def loss_fn(weights, frozen, pivot, targets, views, sample, lpips_params, target_features):
     frozen = {**frozen, 'params': apply_tuned(frozen['params'], weights)}
     images = render_fn(frozen, *pivot, targets.labels[views])
     data = appearance.weighted_image_loss(
@@ -244,6 +281,7 @@ def tune(
       jnp.asarray(view_weights)[views],
       lpips_weight=options.lpips_weight,
       lpips_resolution=lpips_resolution,
+      target_features=None if target_features is None else [f[views] for f in target_features],
     )
     if sample is None:
       return data, (data, jnp.float32(0))
@@ -251,16 +289,16 @@ def tune(
     goal = sample['image'][None]
     local = jnp.mean((image - goal) ** 2)
     if options.locality_lpips:
-      local = local + jnp.mean(lpips_lib.lpips(lpips_params, image, goal))
+      local = local + jnp.mean(lpips_lib.lpips_to_features(lpips_params, image, sample['features']))
     return data + options.locality_weight * local, (data, local)
 
-  schedule = optax.linear_schedule(0.0, options.learning_rate, max(options.warmup_steps, 1))
+  schedule = learning_rate_schedule(options)
   optimizer = optax.adam(schedule)
 
   @jax.jit  # the pivot and LPIPS weights are arguments, not constants baked into the program
-  def step(weights, opt_state, frozen, pivot, targets, views, sample, lpips_params):
+  def step(weights, opt_state, frozen, pivot, targets, views, sample, lpips_params, target_features):
     (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      weights, frozen, pivot, targets, views, sample, lpips_params
+      weights, frozen, pivot, targets, views, sample, lpips_params, target_features
     )
     updates, opt_state = optimizer.update(grads, opt_state, weights)
     return optax.apply_updates(weights, updates), opt_state, loss, parts
@@ -281,8 +319,10 @@ def tune(
         'label': jnp.asarray(locality.labels[j]),
         'image': jnp.asarray(locality.images[j]),
       }
+      if locality_features is not None:
+        sample['features'] = [f[j : j + 1] for f in locality_features]
     weights, opt_state, loss, (data, local) = step(
-      weights, opt_state, frozen, pivot, targets, views, sample, lpips_params
+      weights, opt_state, frozen, pivot, targets, views, sample, lpips_params, target_features
     )
     losses.append(float(loss))
     data_losses.append(float(data))

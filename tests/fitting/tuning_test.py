@@ -1,5 +1,7 @@
 """Pivotal tuning on a toy generator: tuned-weight paths, the data term, the locality regulariser."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -122,3 +124,25 @@ def test_locality_regulariser_keeps_nearby_heads(lpips_params):
   np.testing.assert_allclose(regularised.locality_losses[:2], 0.0, atol=1e-6)
   assert (regularised.locality_losses[2:] > 0).all()
   assert locality_error(regularised) < 0.5 * locality_error(free)
+
+
+def test_learning_rate_schedule_warms_up_then_holds_or_anneals():
+  constant = tuning.TuningOptions(steps=100, learning_rate=0.02, warmup_steps=10)
+  schedule = tuning.learning_rate_schedule(constant)
+  np.testing.assert_allclose([float(schedule(i)) for i in (0, 5, 10, 99)], [0.0, 0.01, 0.02, 0.02], rtol=1e-6)
+
+  cosine = tuning.TuningOptions(steps=100, learning_rate=0.02, warmup_steps=10, decay='cosine', final_fraction=0.1)
+  schedule = tuning.learning_rate_schedule(cosine)
+  rates = np.array([float(schedule(i)) for i in range(101)])
+  np.testing.assert_allclose(rates[[0, 5, 10]], [0.0, 0.01, 0.02], rtol=1e-6)
+  # Cosine from the peak at step 10 to 10 % of it at step 100: halfway down at step 55.
+  np.testing.assert_allclose(rates[55], 0.002 + 0.5 * 0.018, rtol=1e-5)
+  np.testing.assert_allclose(rates[100], 0.002, rtol=1e-5)
+  assert np.all(np.diff(rates[10:]) <= 1e-9)
+
+
+@pytest.mark.parametrize('field, value', [('decay', 'linear'), ('final_fraction', 1.5)])
+def test_learning_rate_schedule_rejects_bad_options(field, value):
+  options = dataclasses.replace(tuning.TuningOptions(decay='cosine'), **{field: value})
+  with pytest.raises(ValueError, match=field.split('_')[0]):
+    tuning.learning_rate_schedule(options)

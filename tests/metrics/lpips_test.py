@@ -260,3 +260,27 @@ def test_restricted_unpickler_only_builds_numpy_arrays():
     lpips_lib.restricted_load(pickle.dumps(_RunsCode()))
   with pytest.raises(pickle.UnpicklingError, match='object'):
     lpips_lib.restricted_load(pickle.dumps(np.array([None, 1], dtype=object)))
+
+
+@pytest.mark.parametrize('net', ['vgg', 'alex'])
+def test_distance_to_precomputed_features_is_the_distance(vgg, alex, shared_data, net):
+  """A loss against fixed targets keeps ``reference_features(y)``: the distance and its gradient must not change."""
+  params = {'vgg': vgg, 'alex': alex}[net]
+  man = _photo(shared_data, 'man.jpg', 64)
+  x = jnp.asarray(np.stack([man, man[::-1]]), jnp.float32)
+  y = np.stack([_photo(shared_data, 'man.jpg', 64, blur=1.0), _photo(shared_data, '000134.jpg', 64)])
+  y = jnp.asarray(y, jnp.float32)
+  y_features = lpips_lib.reference_features(params, y)
+  mask = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (2, 64, 64)), jnp.float32)
+  for m in (None, mask):
+    expected = _lpips(params, x, y, m)
+    np.testing.assert_allclose(lpips_lib.lpips_to_features(params, x, y_features, m), expected, rtol=1e-6)
+  grad = lambda f: jax.grad(lambda a: f(a).sum())(x)
+  np.testing.assert_allclose(
+    grad(lambda a: lpips_lib.lpips_to_features(params, a, y_features)),
+    grad(lambda a: lpips_lib.lpips(params, a, y)),
+    rtol=1e-5,
+    atol=1e-9,
+  )
+  with pytest.raises(ValueError, match='reference features'):
+    lpips_lib.lpips_to_features(params, x[:, :48, :48], y_features)
