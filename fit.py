@@ -20,8 +20,8 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Training work directory (config
 _IMAGE = flags.DEFINE_string('image', None, 'The photo to fit (one face).', required=True)
 _OUT = flags.DEFINE_string('out', None, 'Output folder (default: <workdir>/fitted/<photo name>).')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
-_FACE_STEPS = flags.DEFINE_integer('face_steps', 60, 'Adam steps of the face (bald) pass.')
-_HAIR_STEPS = flags.DEFINE_integer('hair_steps', 40, 'Adam steps of the hair pass.')
+_FACE_STEPS = flags.DEFINE_integer('face_steps', 120, 'Adam steps of the face (bald) pass.')
+_HAIR_STEPS = flags.DEFINE_integer('hair_steps', 80, 'Adam steps of the hair pass.')
 _SHAPE_IDENTITIES = flags.DEFINE_integer('shape_identities', 50, 'Identities (and rank) of the fit shape model.')
 _EXPRESSION = flags.DEFINE_boolean('expression', True, "Also fit the photo's ARKit expression weights.")
 _HAIRSTYLE_IDENTITIES = flags.DEFINE_integer(
@@ -30,7 +30,7 @@ _HAIRSTYLE_IDENTITIES = flags.DEFINE_integer(
 _MULTIVIEW = flags.DEFINE_boolean(
   'multiview', True, 'Also fit the photo re-projected through the fitted mesh into 7 other views (paper §3.4).'
 )
-_TUNING_STEPS = flags.DEFINE_integer('tuning_steps', 400, 'Pivotal tuning steps of the generator (0: no tuning).')
+_TUNING_STEPS = flags.DEFINE_integer('tuning_steps', 500, 'Pivotal tuning steps of the generator (0: no tuning).')
 _TUNING_LR = flags.DEFINE_float(
   'tuning_learning_rate', None, 'Adam step size of pivotal tuning (default: TuningOptions).'
 )

@@ -36,8 +36,8 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--workdir', default=str(common.REPO / 'runs' / 'demo' / 'tiny'))
   parser.add_argument('--image', default=str(assets.shared_data_dir() / 'faces' / 'man.jpg'))
-  parser.add_argument('--steps', type=int, default=100, help='appearance steps (3/5 face pass, 2/5 hair pass)')
-  parser.add_argument('--tuning_steps', type=int, default=400, help='pivotal tuning steps (fit.py default)')
+  parser.add_argument('--steps', type=int, default=200, help='appearance steps (3/5 face, 2/5 hair pass)')
+  parser.add_argument('--tuning_steps', type=int, default=500, help='pivotal tuning steps (fit.py default)')
   parser.add_argument('--repeats', type=int, default=5)
   args = parser.parse_args()
 

@@ -56,9 +56,9 @@ def main() -> None:
   parser.add_argument('--seed', type=int, default=1000, help='dataset seed of the unseen identities')
   parser.add_argument('--resolution', type=int, default=512)
   parser.add_argument('--expressions', default='mouthSmileRight,eyeBlinkRight')
-  parser.add_argument('--face_steps', type=int, default=100)
-  parser.add_argument('--hair_steps', type=int, default=50)
-  parser.add_argument('--tuning_steps', type=int, default=100)
+  parser.add_argument('--face_steps', type=int, default=120, help='fit.py default')
+  parser.add_argument('--hair_steps', type=int, default=80, help='fit.py default')
+  parser.add_argument('--tuning_steps', type=int, default=500, help='fit.py default')
   parser.add_argument('--reuse', action='store_true', help='score the fits already in <out>/fits instead of refitting')
   args = parser.parse_args()
 
