@@ -30,6 +30,9 @@ _HAIRSTYLE_IDENTITIES = flags.DEFINE_integer(
 _MULTIVIEW = flags.DEFINE_boolean(
   'multiview', True, 'Also fit the photo re-projected through the fitted mesh into 7 other views (paper §3.4).'
 )
+_MULTIVIEW_WEIGHT = flags.DEFINE_float(
+  'multiview_weight', None, "Weight of a re-projected view against the photo's own (1) (default: AppearanceOptions)."
+)
 _TUNING_STEPS = flags.DEFINE_integer('tuning_steps', 500, 'Pivotal tuning steps of the generator (0: no tuning).')
 _TUNING_LR = flags.DEFINE_float(
   'tuning_learning_rate', None, 'Adam step size of pivotal tuning (default: TuningOptions).'
@@ -76,7 +79,12 @@ def main(argv: list[str]) -> None:
     shape_rank=_SHAPE_IDENTITIES.value,
     shape_options=dataclasses.replace(defaults.shape_options, fit_expression=_EXPRESSION.value),
     appearance_options=dataclasses.replace(
-      defaults.appearance_options, face_steps=_FACE_STEPS.value, hair_steps=_HAIR_STEPS.value
+      defaults.appearance_options,
+      face_steps=_FACE_STEPS.value,
+      hair_steps=_HAIR_STEPS.value,
+      multiview_weight=defaults.appearance_options.multiview_weight
+      if _MULTIVIEW_WEIGHT.value is None
+      else _MULTIVIEW_WEIGHT.value,
     ),
     multiview=_MULTIVIEW.value,
     hairstyle_identities_per_style=_HAIRSTYLE_IDENTITIES.value,
