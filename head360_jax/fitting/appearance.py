@@ -224,7 +224,14 @@ def single_view_targets(label: np.ndarray, target_face: np.ndarray, target_full:
 def lpips_target_features(
   lpips_params: lpips_lib.LpipsParams, targets: Float[Array, 'n R R 3'], lpips_resolution: int
 ) -> list[Array]:
-  """The targets' LPIPS features as ``weighted_image_loss`` compares them (resized to ``lpips_resolution``)."""
+  """The targets' LPIPS features as ``weighted_image_loss`` compares them.
+
+  Args:
+    targets: (n, R, R, 3) images in [-1, 1], area-resized to at most ``lpips_resolution`` first.
+
+  Returns:
+    ``lpips_lib.reference_features`` of the resized targets (5 arrays with leading n).
+  """
   return lpips_lib.reference_features(lpips_params, _resize(targets, lpips_resolution))
 
 

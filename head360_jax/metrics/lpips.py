@@ -340,21 +340,26 @@ def lpips(
       or ``(b, h, w, 1)``.
     TypeError: if ``params`` is neither ``LpipsVggParams`` nor ``LpipsAlexParams``.
   """
-  net = _backbone(params)
   if x.shape != y.shape or x.ndim != 4 or x.shape[-1] != 3:
     raise ValueError(f'lpips expects two (b, h, w, 3) batches of one shape, got {x.shape} and {y.shape}')
-  if min(x.shape[1:3]) < net.min_size:
-    raise ValueError(f'lpips-{net.name} needs h, w >= {net.min_size}, got {x.shape[1:3]}')
-  # Two backbone passes rather than one over the concatenated batch: differentiated with respect to
-  # ``x`` only (a loss against fixed targets), the backward pass then runs over ``x``'s half alone
-  # (VGG at 128², 3 pairs: 780 -> 557 ms forward + backward on 2 cores).
+  # Sizes and the mask are checked by lpips_to_features. Two backbone passes rather than one over
+  # the concatenated batch: differentiated with respect to ``x`` only (a loss against fixed
+  # targets), the backward pass then runs over ``x``'s half alone (VGG at 128², 3 pairs:
+  # 780 -> 557 ms forward + backward on 2 cores).
   return lpips_to_features(params, x, reference_features(params, y), mask)
 
 
 def reference_features(params: LpipsParams, y: Float[Array, 'b h w 3']) -> list[Float[Array, 'b _ _ c']]:
-  """The channel-normalised backbone features of images ``y`` (NHWC RGB in [-1, 1]) that LPIPS compares.
+  """The channel-normalised backbone features of images ``y`` that LPIPS compares.
 
   A loss against fixed targets computes them once and passes them to ``lpips_to_features``.
+
+  Args:
+    params: from ``load_lpips``; its type picks the backbone.
+    y: (b, h, w, 3) RGB in [-1, 1].
+
+  Returns:
+    5 arrays (b, h_l, w_l, c_l) as ``features``, each of unit length along c (``normalize_channels``).
   """
   return [normalize_channels(f) for f in features(params, scale_input(jnp.asarray(y).astype(jnp.float32)))]
 
@@ -366,6 +371,15 @@ def lpips_to_features(
   mask: Float[Array, 'b h w'] | Float[Array, 'b h w 1'] | None = None,
 ) -> Float[Array, ' b']:
   """``lpips(params, x, y, mask)`` given ``reference_features(params, y)`` instead of ``y``.
+
+  Args:
+    params: from ``load_lpips``.
+    x: (b, h, w, 3) RGB in [-1, 1].
+    y_features: ``reference_features`` of b images of x's size.
+    mask: optional pixel weights in [0, 1], (b, h, w) or (b, h, w, 1), as ``lpips``.
+
+  Returns:
+    (b,) float32 distances >= 0.
 
   Raises:
     ValueError: if ``x`` is not (b, h, w, 3), is below the backbone's minimum size, its features
@@ -382,9 +396,9 @@ def lpips_to_features(
       raise ValueError(f'mask must be (b, h, w) or (b, h, w, 1) = {(b, h, w)} for images {x.shape}, got {mask.shape}')
     mask = mask.reshape(b, h, w).astype(jnp.float32)
   x_features = features(params, scale_input(x.astype(jnp.float32)))
-  shapes = [f.shape for f in x_features]
-  if [tuple(f.shape) for f in y_features] != shapes:
-    raise ValueError(f'reference features {[tuple(f.shape) for f in y_features]} do not match the images {shapes}')
+  shapes, reference_shapes = [f.shape for f in x_features], [tuple(f.shape) for f in y_features]
+  if reference_shapes != shapes:
+    raise ValueError(f'reference features {reference_shapes} do not match the images {shapes}')
   distance = jnp.zeros((b,), jnp.float32)
   for fx, fy, head in zip(x_features, y_features, params.heads, strict=True):
     d = ((normalize_channels(fx) - fy) ** 2) @ head  # (b, h_l, w_l)
